@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test lab student bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m amslib demo --out runs/demo
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+lab: $(VENV)/.installed-dev
+	$(BIN)/jupyter lab notebooks/
+
+# Rebuilds the shipped default student (amslib/assets/) from the synthetic source domain.
+student: $(VENV)/.installed
+	$(BIN)/python -m amslib pretrain --out amslib/assets/student_synthetic_street.weights.h5
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

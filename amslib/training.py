@@ -1,0 +1,114 @@
+"""The server's fine-tuning of a student copy, and the choice of parameters to send.
+
+Gradient-guided selection (SPEC.md, "Mechanisms"): take one Adam step on all parameters,
+rank every scalar by |change|, keep the top `fraction`, revert the rest, then train the
+remaining steps changing only the kept ones. The mask is recomputed at every update.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from amslib.student import flat_weights, set_flat_weights
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Parameters after an update: `values` (P,) float32, `mask` (P,) bool or None for all."""
+
+    values: np.ndarray
+    mask: np.ndarray | None
+    losses: tuple[float, ...]
+
+
+def top_fraction_mask(delta: np.ndarray, fraction: float) -> np.ndarray:
+    """(P,) bool selecting exactly round(fraction * P) scalars (at least 1) with the largest
+    |delta|; the same count for every strategy keeps them comparable at equal `fraction`."""
+    k = min(delta.size, max(1, int(round(fraction * delta.size))))
+    mask = np.zeros(delta.size, bool)
+    mask[np.argpartition(np.abs(delta), delta.size - k)[delta.size - k:]] = True
+    return mask
+
+
+class Trainer:
+    """Adam fine-tuning of `model` with the loss restricted to the video's classes.
+
+    The traced step optionally projects every variable back onto a frozen base outside a
+    mask after each optimizer step (so Adam's momentum cannot move masked-out scalars).
+    BatchNorm runs in inference mode: batches of 10 are too small for its statistics.
+    """
+
+    def __init__(self, model: keras.Model, *, class_ids: tuple[int, ...], lr: float) -> None:
+        self.model = model
+        self.optimizer = keras.optimizers.Adam(learning_rate=lr)
+        variables = model.trainable_variables
+        self.optimizer.build(variables)
+        self._masks = [tf.Variable(tf.ones(v.shape, tf.bool), trainable=False) for v in variables]
+        self._bases = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
+        self._use_mask = tf.Variable(False, trainable=False)
+        self._class_table = tf.constant(np.isin(np.arange(256), class_ids))
+        self._step = tf.function(self._train_step, reduce_retracing=True)
+
+    def _train_step(self, frames, labels):
+        weights = tf.cast(tf.gather(self._class_table, tf.cast(labels, tf.int32)), tf.float32)
+        targets = tf.where(weights > 0, tf.cast(labels, tf.int32), 0)
+        with tf.GradientTape() as tape:
+            logits = self.model(tf.cast(frames, tf.float32), training=False)
+            ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+            loss = tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        variables = self.model.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        if self._use_mask:
+            for v, m, b in zip(variables, self._masks, self._bases):
+                v.assign(tf.where(m, v, b))
+        return loss
+
+    def reset_optimizer(self, *, lr: float) -> None:
+        """Fresh Adam state for a new update (each update is an independent fine-tune)."""
+        for v in self.optimizer.variables:
+            v.assign(tf.zeros_like(v))
+        self.optimizer.learning_rate.assign(lr)
+
+    def _set_mask(self, mask: np.ndarray | None, base: np.ndarray) -> None:
+        self._use_mask.assign(mask is not None)
+        if mask is None:
+            return
+        offset = 0
+        for v, m, b in zip(self.model.trainable_variables, self._masks, self._bases):
+            size = int(np.prod(v.shape))
+            m.assign(mask[offset:offset + size].reshape(v.shape))
+            b.assign(base[offset:offset + size].reshape(v.shape))
+            offset += size
+
+    def fit(self, frames: np.ndarray, labels: np.ndarray, *, steps: int, batch_size: int,
+            rng: np.random.Generator) -> list[float]:
+        """`steps` Adam steps on random batches drawn from frames (N, H, W, 3) uint8 and
+        labels (N, H, W) uint8."""
+        losses = []
+        for _ in range(steps):
+            pick = rng.choice(len(frames), size=min(batch_size, len(frames)), replace=False)
+            losses.append(float(self._step(frames[pick], labels[pick])))
+        return losses
+
+    def update(self, frames: np.ndarray, labels: np.ndarray, *, base: np.ndarray,
+               strategy: str, fraction: float, iterations: int, batch_size: int, lr: float,
+               rng: np.random.Generator) -> TrainResult:
+        """One server update from `base` (P,) float32: train, select, return the new values."""
+        set_flat_weights(self.model, base)
+        self.reset_optimizer(lr=lr)
+        self._set_mask(None, base)
+        losses = self.fit(frames, labels, steps=1, batch_size=batch_size, rng=rng)
+        if strategy == "full":
+            losses += self.fit(frames, labels, steps=iterations - 1, batch_size=batch_size, rng=rng)
+            return TrainResult(flat_weights(self.model), None, tuple(losses))
+        if strategy != "gradient_guided":
+            raise ValueError(f"unknown strategy '{strategy}'; use gradient_guided or full")
+        after_one = flat_weights(self.model)
+        mask = top_fraction_mask(after_one - base, fraction)
+        set_flat_weights(self.model, np.where(mask, after_one, base))  # revert the rest
+        self._set_mask(mask, base)
+        losses += self.fit(frames, labels, steps=iterations - 1, batch_size=batch_size, rng=rng)
+        return TrainResult(flat_weights(self.model), mask, tuple(losses))

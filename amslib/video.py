@@ -1,0 +1,186 @@
+"""Video sources at the working resolution: the built-in synthetic street, local files, and
+manifest ids that resolve to downloaded files. Frames stream in chunks (constant memory).
+
+A video is addressed by *processed* frame index i at time t = i / fps (the run's fps); a
+file recorded at another rate is resampled by time (frame round(t * native_fps)).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from amslib.labels import CITYSCAPES19, LabelSet, get_label_set
+
+SYNTHETIC_PREFIX = "synthetic:"
+SYNTHETIC_VIDEOS = ("street",)
+
+
+class VideoError(ValueError):
+    """A video spec cannot be opened; the message says why and what to do."""
+
+
+@dataclass
+class Video:
+    """Common face of every source. `classes`: the video's important classes (names)."""
+
+    key: str  # identifies content + resolution + fps, for caches
+    fps: float
+    num_frames: int
+    height: int
+    width: int
+    classes: tuple[str, ...]
+    label_set: LabelSet
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        return self.label_set.ids(self.classes)
+
+    def frames(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
+        """(N, H, W, 3) uint8 frames start..stop-1."""
+        raise NotImplementedError
+
+    def chunks(self, size: int, *, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(start index, frames) in chunks of up to `size`, in order, up to `stop`."""
+        stop = self.num_frames if stop is None else min(stop, self.num_frames)
+        for start in range(0, stop, size):
+            yield start, self.frames(start, min(start + size, stop))
+
+
+class SyntheticVideo(Video):
+    """`synthetic:street` rendered at the working resolution; exact labels available."""
+
+    def __init__(self, *, height: int, fps: float, seed: int, duration_s: float | None = None) -> None:
+        from amslib.synthetic import CLASSES, StreetConfig, SyntheticStreet
+
+        config = StreetConfig(seed=seed, fps=fps, height=height,
+                              **({} if duration_s is None else {"duration_s": duration_s}))
+        self.street = SyntheticStreet(config)
+        super().__init__(key=f"synthetic-street-s{seed}-h{height}-f{fps:g}-d{config.duration_s:g}",
+                         fps=fps, num_frames=self.street.num_frames, height=height,
+                         width=self.street.width, classes=CLASSES, label_set=CITYSCAPES19)
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        return self.street.frames(start, stop)
+
+    def labels(self, start: int, stop: int) -> np.ndarray:
+        return self.street.labels(start, stop)
+
+
+class FileVideo(Video):
+    """A local video file decoded with the ffmpeg of `imageio-ffmpeg`, scaled to
+    height x width and resampled to `fps`; read sequentially, a chunk at a time."""
+
+    def __init__(self, path: Path, *, height: int, fps: float, classes: tuple[str, ...],
+                 label_set: LabelSet) -> None:
+        import imageio_ffmpeg
+
+        if not path.is_file():
+            raise VideoError(f"video file not found: {path}; give an existing file, "
+                             "'synthetic:street', or a manifest video_id")
+        try:
+            meta = next(imageio_ffmpeg.read_frames(str(path)))
+        except Exception as err:
+            raise VideoError(f"cannot read video {path}: {err}; is it a video file?") from err
+        native_fps = float(meta.get("fps") or 0)
+        duration = float(meta.get("duration") or 0)
+        if native_fps <= 0 or duration <= 0:
+            raise VideoError(f"cannot read frame rate/duration of {path}; re-encode it (e.g. to mp4)")
+        self.path = path
+        self.native_fps = native_fps
+        stat = path.stat()
+        super().__init__(key=f"file-{path.stem}-{stat.st_size}-{int(stat.st_mtime)}-h{height}-f{fps:g}",
+                         fps=fps, num_frames=int(duration * fps), height=height, width=2 * height,
+                         classes=classes, label_set=label_set)
+        self._reader: Iterator[bytes] | None = None
+        self._next_native = 0  # native index the reader will yield next
+        self._next_index = 0  # processed index the next sequential call must start at
+
+    def native_index(self, index: int) -> int:
+        """The native frame shown at processed index `index`."""
+        return int(round(index / self.fps * self.native_fps))
+
+    def _open(self) -> None:
+        import imageio_ffmpeg
+
+        self._reader = imageio_ffmpeg.read_frames(
+            str(self.path), output_params=["-vf", f"scale={self.width}:{self.height}"])
+        next(self._reader)  # metadata
+        self._next_native = 0
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        if self._reader is None or start < self._next_index:
+            self._open()  # rewinding restarts the decoder; sequential reads stream
+        out = []
+        for index in range(start, stop):
+            target = self.native_index(index)
+            raw = None
+            while self._next_native <= target:
+                raw = next(self._reader, None)
+                if raw is None:
+                    break
+                self._next_native += 1
+            if raw is None:
+                break  # the container's duration over-promised; stop at the real end
+            out.append(np.frombuffer(raw, np.uint8).reshape(self.height, self.width, 3))
+        self._next_index = start + len(out)
+        return np.stack(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
+
+
+def videos_dir() -> Path:
+    """Where downloaded manifest videos live: $AMS_DATA_DIR/videos or ~/.cache/amslib/videos.
+
+    Read here, at the edge of the library, so every entry point agrees."""
+    root = Path(os.environ.get("AMS_DATA_DIR", Path.home() / ".cache" / "amslib"))
+    return root / "videos"
+
+
+def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
+               classes: tuple[str, ...] | None = None, label_set: str | None = None) -> Video:
+    """Open 'synthetic:street', a manifest video_id (downloaded), or a local file path."""
+    if spec.startswith(SYNTHETIC_PREFIX):
+        name = spec[len(SYNTHETIC_PREFIX):]
+        if name not in SYNTHETIC_VIDEOS:
+            raise VideoError(f"unknown synthetic video '{spec}'; built in: "
+                             + ", ".join(SYNTHETIC_PREFIX + n for n in SYNTHETIC_VIDEOS))
+        return SyntheticVideo(height=height, fps=fps, seed=seed)
+    path = Path(spec)
+    if path.suffix or os.sep in spec or path.exists():
+        return FileVideo(path, height=height, fps=fps, classes=classes or CITYSCAPES19.names,
+                         label_set=get_label_set(label_set or "cityscapes19"))
+    return _open_manifest_video(spec, height=height, fps=fps, classes=classes)
+
+
+def _open_manifest_video(video_id: str, *, height: int, fps: float,
+                         classes: tuple[str, ...] | None) -> Video:
+    from amslib.manifest import get_entry
+
+    try:
+        entry = get_entry(video_id)
+    except KeyError as err:
+        raise VideoError(f"{err.args[0] if err.args else err}; or give 'synthetic:street' or a local video file") from None
+    matches = sorted(videos_dir().glob(f"{video_id}.*"))
+    files = [m for m in matches if m.suffix not in (".json", ".part")]
+    if not files:
+        raise VideoError(f"video '{video_id}' is not downloaded (looked in {videos_dir()}); "
+                         f"download it first (`python -m amslib download {video_id}`) or pass a local file")
+    return FileVideo(files[0], height=height, fps=fps, classes=classes or entry.classes,
+                     label_set=get_label_set(entry.label_set))
+
+
+def read_label_png(path: Path, *, height: int, width: int) -> np.ndarray:
+    """(H, W) uint8 ids from a label PNG, resized with nearest neighbour if needed."""
+    image = Image.open(path)
+    if image.mode not in ("L", "P"):
+        raise VideoError(f"label image {path} has mode {image.mode}; expected 8-bit class ids (L or P)")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.NEAREST)
+    return np.asarray(image, np.uint8)
