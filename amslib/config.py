@@ -92,6 +92,7 @@ class RunConfig:
     student: str = "default"  # "default" (shipped) or a .weights.h5 path
     width_multiplier: float = 1.0
     output_stride: int = 16
+    head_channels: int = 256  # channels of the DeepLab head branches
     edge_batch: int = 32  # frames per batched edge inference call
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     link: LinkConfig = field(default_factory=LinkConfig)

@@ -82,6 +82,35 @@ class _Uplink:
 
 
 @dataclass
+class Students:
+    """The edge's and the server's student copies, loaded and traced once. Reusable across
+    runs of the same video and student (each run starts from the pretrained weights), which
+    saves the seconds TensorFlow spends tracing; pass it to `Simulation.create`."""
+
+    key: tuple
+    predictor: Predictor
+    trainer: Trainer
+    pretrained: np.ndarray
+
+    @staticmethod
+    def key_for(config: RunConfig, video: Video) -> tuple:
+        return (config.student, video.label_set.name, video.height, video.width, video.class_ids,
+                config.width_multiplier, config.output_stride, config.head_channels, config.edge_batch)
+
+    @classmethod
+    def load(cls, config: RunConfig, video: Video) -> "Students":
+        spec = StudentSpec(num_classes=video.label_set.num_classes, height=video.height,
+                           width=video.width, width_multiplier=config.width_multiplier,
+                           output_stride=config.output_stride, head_channels=config.head_channels)
+        edge = load_student(spec, config.student)
+        server = load_student(spec, config.student)
+        return cls(key=cls.key_for(config, video),
+                   predictor=Predictor(edge, batch_size=config.edge_batch),
+                   trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr),
+                   pretrained=flat_weights(edge))
+
+
+@dataclass
 class Simulation:
     """One run of one scheme on one video. Build with `Simulation.create(config)`."""
 
@@ -89,30 +118,34 @@ class Simulation:
     video: Video
     teacher: Teacher
     adapt: AdaptConfig
-    edge_predictor: Predictor
-    trainer: Trainer
-    pretrained: np.ndarray
+    students: Students
     pending_policy: dict = field(default_factory=dict)
     stopped: bool = False
 
     @classmethod
-    def create(cls, config: RunConfig, *, video: Video | None = None,
-               teacher: Teacher | None = None) -> "Simulation":
-        """Open the video, choose the teacher, and load two student copies (edge, server)."""
+    def create(cls, config: RunConfig, *, video: Video | None = None, teacher: Teacher | None = None,
+               students: Students | None = None) -> "Simulation":
+        """Open the video, choose the teacher, and load the students (or reuse `students`)."""
         video = video or open_video(config.video, height=config.height, fps=config.fps, seed=config.seed)
         if teacher is None:
             if not isinstance(video, SyntheticVideo):
                 raise VideoError(f"video '{config.video}' needs a teacher: give a label folder (--labels DIR)")
             teacher = OracleTeacher()
-        spec = StudentSpec(num_classes=video.label_set.num_classes, height=video.height,
-                           width=video.width, width_multiplier=config.width_multiplier,
-                           output_stride=config.output_stride)
-        edge = load_student(spec, config.student)
-        server = load_student(spec, config.student)
-        return cls(config=config, video=video, teacher=teacher, adapt=config.adapt,
-                   edge_predictor=Predictor(edge, batch_size=config.edge_batch),
-                   trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr),
-                   pretrained=flat_weights(edge))
+        if students is None or students.key != Students.key_for(config, video):
+            students = Students.load(config, video)
+        return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students)
+
+    @property
+    def pretrained(self) -> np.ndarray:
+        return self.students.pretrained
+
+    @property
+    def edge_predictor(self) -> Predictor:
+        return self.students.predictor
+
+    @property
+    def trainer(self) -> Trainer:
+        return self.students.trainer
 
     # -- live control ------------------------------------------------------------------
     def set_policy(self, **changes) -> None:
@@ -132,7 +165,9 @@ class Simulation:
         return n if limit is None else min(n, int(math.floor(limit * self.video.fps + _EPS)))
 
     def _frame_at(self, t_s: float) -> int:
-        """First frame index whose time is >= t_s."""
+        """First frame index whose time is >= t_s (a huge index for 'never')."""
+        if math.isinf(t_s):
+            return 2**62
         return int(math.ceil(t_s * self.video.fps - _EPS))
 
     def _first_update_s(self) -> float:

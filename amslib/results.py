@@ -162,3 +162,13 @@ def load_result(out_dir: str | Path) -> RunResult:
     updates = pd.read_csv(out / UPDATES_FILE, keep_default_na=False, na_values=[""])
     return RunResult(RunConfig.from_dict(meta["config"]), tuple(meta["classes"]),
                      pd.read_csv(out / FRAMES_FILE), updates)
+
+
+def simulate(config: RunConfig, *, video=None, teacher=None, students=None,
+             on_event: Callable | None = None) -> RunResult:
+    """Run one scheme to the end and return its tables; `on_event` follows it live.
+    `students` (an `engine.Students`) reuses already loaded models."""
+    from amslib.engine import Simulation
+
+    sim = Simulation.create(config, video=video, teacher=teacher, students=students)
+    return collect(config, sim.video.classes, sim.run(), on_event)

@@ -48,9 +48,10 @@ class Trainer:
         self.optimizer.build(variables)
         self._masks = [tf.Variable(tf.ones(v.shape, tf.bool), trainable=False) for v in variables]
         self._bases = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
-        self._use_mask = tf.Variable(False, trainable=False)
         self._class_table = tf.constant(np.isin(np.arange(256), class_ids))
-        self._step = tf.function(self._train_step, reduce_retracing=True)
+        # One traced step for all cases: without a mask, the mask is all-True (a cheap
+        # no-op projection), which avoids tracing a second graph or a tf.cond.
+        self._step = tf.function(self._train_step, reduce_retracing=True, autograph=False)
 
     def _train_step(self, frames, labels):
         weights = tf.cast(tf.gather(self._class_table, tf.cast(labels, tf.int32)), tf.float32)
@@ -61,9 +62,8 @@ class Trainer:
             loss = tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        if self._use_mask:
-            for v, m, b in zip(variables, self._masks, self._bases):
-                v.assign(tf.where(m, v, b))
+        for v, m, b in zip(variables, self._masks, self._bases):
+            v.assign(tf.where(m, v, b))
         return loss
 
     def reset_optimizer(self, *, lr: float) -> None:
@@ -73,8 +73,10 @@ class Trainer:
         self.optimizer.learning_rate.assign(lr)
 
     def _set_mask(self, mask: np.ndarray | None, base: np.ndarray) -> None:
-        self._use_mask.assign(mask is not None)
+        """Restrict the following steps to `mask` (None: all parameters) around `base`."""
         if mask is None:
+            for m in self._masks:
+                m.assign(tf.ones(m.shape, tf.bool))
             return
         offset = 0
         for v, m, b in zip(self.model.trainable_variables, self._masks, self._bases):
@@ -112,3 +114,21 @@ class Trainer:
         self._set_mask(mask, base)
         losses += self.fit(frames, labels, steps=iterations - 1, batch_size=batch_size, rng=rng)
         return TrainResult(flat_weights(self.model), mask, tuple(losses))
+
+
+def pretrain(model: keras.Model, frames: np.ndarray, labels: np.ndarray, *, steps: int,
+             batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+             callbacks: list | None = None) -> list[float]:
+    """Distillation pretraining from scratch on (N, H, W, 3) uint8 frames and (N, H, W)
+    uint8 labels, with `keras.Model.fit` (BatchNorm learns its statistics here, unlike in
+    the online updates). Returns the loss per epoch of `steps_per_epoch` steps."""
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = (tf.data.Dataset.from_tensor_slices((frames, labels))
+            .shuffle(len(frames), seed=seed, reshuffle_each_iteration=True)
+            .repeat().batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)))
+    epochs = max(1, steps // 100)
+    history = model.fit(data, epochs=epochs, steps_per_epoch=max(1, steps // epochs),
+                        verbose=0, callbacks=callbacks or [], shuffle=False)  # the dataset shuffles
+    return [float(v) for v in history.history["loss"]]

@@ -1,0 +1,5 @@
+import sys
+
+from amslib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""Command line: `python -m amslib demo|run|pretrain ...`.
+
+Every user error ends as one line on stderr (`error: ...`) and exit code 2; outputs are
+written only when a command succeeds, each file atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+DEMO_SCHEMES = ("none", "one_time", "ams")
+
+
+def _progress(total: int, desc: str) -> tuple[Callable, Callable]:
+    """A tqdm bar fed by simulation events; returns (on_event, close)."""
+    from tqdm.auto import tqdm
+
+    from amslib.engine import FramesEvent
+
+    bar = tqdm(total=total, desc=desc, unit="frame", leave=True, dynamic_ncols=True)
+    updates = [0]
+
+    def on_event(event) -> None:
+        if isinstance(event, FramesEvent):
+            bar.update(len(event.rows))
+        elif event.row.get("sent"):
+            updates[0] += 1
+            bar.set_postfix(updates=updates[0])
+    return on_event, bar.close
+
+
+def _run_one(config, *, video=None, teacher=None, snapshots=None):
+    """Run one scheme with a progress bar; optionally keep predictions at `snapshots` frames."""
+    from amslib.engine import FramesEvent, Simulation
+    from amslib.results import collect
+
+    sim = Simulation.create(config, video=video, teacher=teacher)
+    on_progress, close = _progress(sim.num_frames, config.scheme)
+    kept: dict[int, object] = {}
+
+    def on_event(event) -> None:
+        on_progress(event)
+        if snapshots and isinstance(event, FramesEvent):
+            for f in snapshots:
+                if event.start <= f < event.start + len(event.rows):
+                    kept[f] = event.predictions[f - event.start]
+    try:
+        result = collect(config, sim.video.classes, sim.run(), on_event)
+    finally:
+        close()
+    return result, kept, sim.video
+
+
+def _table(summaries: dict[str, dict]) -> str:
+    keys = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps", "num_updates")
+    lines = [f"{'scheme':<10}" + "".join(f"{k:>17}" for k in keys)]
+    for name, s in summaries.items():
+        cells = "".join(f"{s[k]:>17.1f}" if isinstance(s[k], float) else f"{str(s[k]):>17}" for k in keys)
+        lines.append(f"{name:<10}" + cells)
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from amslib.config import preset, with_overrides
+    from amslib.plots import comparison_strip, write_report
+    from amslib.results import save_result, write_json
+    from amslib.video import open_video
+
+    overrides = {"video": "synthetic:street"}
+    if args.max_seconds:
+        overrides["max_seconds"] = args.max_seconds
+    base = with_overrides(preset(args.preset), overrides)
+    video = open_video(base.video, height=base.height, fps=base.fps, seed=base.seed)
+    n = video.num_frames if base.max_seconds is None else min(video.num_frames, int(base.max_seconds * base.fps))
+    snapshots = [int(n * q) for q in (0.15, 0.4, 0.65, 0.9)]  # moments shown in demo.png
+    results, summaries, kept = {}, {}, {}
+    for scheme in DEMO_SCHEMES:
+        config = with_overrides(base, {"scheme": scheme})
+        results[scheme], kept[scheme], _ = _run_one(config, video=video, snapshots=snapshots)
+        summaries[scheme] = results[scheme].summary()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for scheme, result in results.items():
+        save_result(result, out / scheme)
+    write_json(out / "summary.json", summaries)
+    write_report(results, summaries, out / "report.html")
+    frames = np.stack([video.frames(f, f + 1)[0] for f in snapshots])
+    labels = np.stack([video.labels(f, f + 1)[0] for f in snapshots])
+    strip = comparison_strip(frames, labels, {s: np.stack([kept[s][f] for f in snapshots]) for s in DEMO_SCHEMES},
+                             label_set=video.label_set, titles=[f"t = {f / video.fps:.0f} s" for f in snapshots])
+    strip.save(out / "demo.png")
+    print(_table(summaries))
+    print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'demo.png'}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from amslib.config import parse_set_args, preset, with_overrides
+    from amslib.results import save_result
+    from amslib.teacher import LabelFolderTeacher
+    from amslib.video import open_video
+
+    overrides = {"video": args.video, "scheme": args.scheme, **parse_set_args(args.set or [])}
+    if args.student:
+        overrides["student"] = args.student
+    config = with_overrides(preset(args.preset), overrides)
+    teacher = LabelFolderTeacher(args.labels) if args.labels else None
+    classes = None
+    if teacher is not None and not config.video.startswith("synthetic:"):
+        from amslib.labels import get_label_set
+        classes = teacher.present_classes(get_label_set(args.label_set).names)
+    video = open_video(config.video, height=config.height, fps=config.fps, seed=config.seed,
+                       classes=classes, label_set=args.label_set)
+    result, _, _ = _run_one(config, video=video, teacher=teacher)
+    out = save_result(result, args.out)
+    print(_table({config.scheme: result.summary()}))
+    print(f"wrote {out}")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from amslib.student import StudentSpec, build_student
+    from amslib.synthetic import source_samples
+    from amslib.training import pretrain
+
+    if args.video != "synthetic:street":
+        raise ValueError(f"pretraining on '{args.video}' is not available yet; use synthetic:street")
+    frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
+    model = build_student(StudentSpec(height=args.height, width=2 * args.height,
+                                      width_multiplier=args.width_multiplier))
+    from tqdm.auto import tqdm
+    import keras
+
+    bar = tqdm(total=args.steps, desc="pretrain", unit="step")
+
+    class Progress(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bar.update(1)
+            bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.3f}")
+
+    losses = pretrain(model, frames, labels, steps=args.steps, seed=args.seed, callbacks=[Progress()])
+    bar.close()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
+    model.save_weights(tmp)
+    tmp.replace(out)
+    print(f"final loss {losses[-1]:.4f}; wrote {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="none, one_time and ams on synthetic:street, with a report")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--preset", default="laptop")
+    demo.add_argument("--quick", action="store_const", const=120.0, dest="max_seconds",
+                      help="only the first 120 s (a fast check)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="one scheme on one video")
+    run.add_argument("--video", default="synthetic:street",
+                     help="synthetic:street, a data_manifest.csv video_id, or a local video file")
+    run.add_argument("--scheme", default="ams")
+    run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
+    run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
+    run.add_argument("--preset", default="laptop")
+    run.add_argument("--student", help="student weights (.weights.h5)")
+    run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any parameter")
+    run.add_argument("--out", required=True)
+    run.set_defaults(func=cmd_run)
+
+    pre = sub.add_parser("pretrain", help="pretrain a student on the synthetic source domain")
+    pre.add_argument("--video", default="synthetic:street")
+    pre.add_argument("--out", required=True)
+    pre.add_argument("--steps", type=int, default=1500)
+    pre.add_argument("--samples", type=int, default=1500)
+    pre.add_argument("--height", type=int, default=128)
+    pre.add_argument("--width-multiplier", type=float, default=1.0)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 0

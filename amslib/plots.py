@@ -1,0 +1,85 @@
+"""Figures: plotly for interactive curves, PIL for still pictures (README, reports)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+from plotly.subplots import make_subplots
+
+from amslib.labels import LabelSet
+from amslib.results import RunResult
+
+SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4"}
+
+
+def _cumulative_kbps(t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray) -> np.ndarray:
+    """Average Kbps from 0 to each time in at_s of bit amounts sent at times t_s."""
+    order = np.argsort(t_s)
+    cumulative = np.concatenate([[0.0], np.cumsum(bits[order])])
+    sent = cumulative[np.searchsorted(t_s[order], at_s, side="right")]
+    return sent / np.maximum(at_s, 1e-9) / 1000.0
+
+
+def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
+    """Trailing-window mIoU (%) over time per scheme, and the average up/downlink Kbps so far."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("mIoU, trailing window (%)", "Average bandwidth so far (Kbps)"))
+    for name, result in results.items():
+        color = SCHEME_COLORS.get(name)
+        t = result.frames["t_s"].to_numpy()
+        fig.add_scatter(x=t, y=100 * result.window_miou(), name=name, line=dict(color=color),
+                        legendgroup=name, row=1, col=1)
+        sent = result.updates[result.updates.get("sent", False) == True] if len(result.updates) else result.updates  # noqa: E712
+        down = (_cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t)
+                if len(sent) else np.zeros_like(t))
+        up = _cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t)
+        fig.add_scatter(x=t, y=down, name=f"{name} down", line=dict(color=color), legendgroup=name,
+                        showlegend=False, row=2, col=1)
+        fig.add_scatter(x=t, y=up, name=f"{name} up", line=dict(color=color, dash="dot"),
+                        legendgroup=name, showlegend=False, row=2, col=1)
+    fig.update_xaxes(title_text="video time (s)", row=2, col=1)
+    fig.update_layout(height=600, template="plotly_white", legend=dict(orientation="h", y=1.08))
+    return fig
+
+
+def write_report(results: dict[str, RunResult], summaries: dict[str, dict], path: str | Path) -> None:
+    """A self-contained HTML report: the summary table and the timeline figure."""
+    rows = "".join(
+        f"<tr><td>{name}</td>" + "".join(f"<td>{_fmt(s.get(k))}</td>" for k in _TABLE_KEYS) + "</tr>"
+        for name, s in summaries.items())
+    head = "".join(f"<th>{k}</th>" for k in ("scheme", *_TABLE_KEYS))
+    html = (f"<html><head><meta charset='utf-8'><title>AMS Workbench report</title></head><body>"
+            f"<h2>AMS Workbench report</h2><table border='1' cellpadding='4'>"
+            f"<tr>{head}</tr>{rows}</table>"
+            + timeline_figure(results).to_html(full_html=False, include_plotlyjs=True)
+            + "</body></html>")
+    Path(path).write_text(html)
+
+
+_TABLE_KEYS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps", "num_updates")
+
+
+def _fmt(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def comparison_strip(frames: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray],
+                     *, label_set: LabelSet, titles: list[str]) -> Image.Image:
+    """A picture: one column per moment; rows = frame, teacher label, then each scheme's
+    prediction. frames (M, H, W, 3) uint8; labels and predictions (M, H, W) uint8."""
+    rows = [("frame", frames), ("teacher", label_set.colorize(labels))]
+    rows += [(name, label_set.colorize(p)) for name, p in predictions.items()]
+    m, h, w = labels.shape
+    margin, pad = 70, 4
+    canvas = Image.new("RGB", (margin + m * (w + pad), 18 + len(rows) * (h + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, title in enumerate(titles):
+        draw.text((margin + j * (w + pad), 3), title, fill="black")
+    for r, (name, images) in enumerate(rows):
+        y = 18 + r * (h + pad)
+        draw.text((4, y + h // 2 - 5), name, fill="black")
+        for j in range(m):
+            canvas.paste(Image.fromarray(images[j]), (margin + j * (w + pad), y))
+    return canvas

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny labelled video and a tiny student, so engine tests run in seconds."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from amslib.labels import CITYSCAPES19  # noqa: E402
+from amslib.video import Video  # noqa: E402
+
+TINY_CLASSES = ("road", "building", "sky")
+
+
+class TinyVideo(Video):
+    """Sky over building over road, whose colours darken halfway through (a drift)."""
+
+    def __init__(self, *, seconds: float = 40.0, fps: float = 2.0, height: int = 32) -> None:
+        super().__init__(key=f"tiny-{seconds}-{fps}-{height}", fps=fps, num_frames=int(seconds * fps),
+                         height=height, width=2 * height, classes=TINY_CLASSES, label_set=CITYSCAPES19)
+        self.frame_reads = 0
+
+    def labels(self, start: int, stop: int) -> np.ndarray:
+        h, w = self.height, self.width
+        out = np.empty((stop - start, h, w), np.uint8)
+        for k, i in enumerate(range(start, stop)):
+            horizon = h // 3 + (i % 4)
+            out[k, :horizon] = CITYSCAPES19.names.index("sky")
+            out[k, horizon:2 * h // 3] = CITYSCAPES19.names.index("building")
+            out[k, 2 * h // 3:] = CITYSCAPES19.names.index("road")
+        return out
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        self.frame_reads += stop - start
+        labels = self.labels(start, stop)
+        colors = np.zeros((256, 3), np.uint8)
+        out = np.empty((*labels.shape, 3), np.uint8)
+        for k, i in enumerate(range(start, stop)):
+            dark = i >= self.num_frames // 2
+            colors[10], colors[2], colors[0] = ((20, 20, 60), (60, 40, 20), (30, 30, 30)) if dark else \
+                ((120, 170, 240), (180, 90, 60), (110, 110, 110))
+            out[k] = colors[labels[k]]
+        return out
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory):
+    """Path of a small student (32x64 input, width 0.35) pretrained on the tiny video's
+    first, bright half: the dark half is a drift it has not seen."""
+    from amslib.student import StudentSpec, build_student
+    from amslib.training import pretrain
+
+    video = TinyVideo()
+    half = video.num_frames // 2
+    model = build_student(StudentSpec(height=32, width=64, width_multiplier=0.35, head_channels=16))
+    pretrain(model, video.frames(0, half), video.labels(0, half), steps=150, batch_size=8, lr=3e-3)
+    path = tmp_path_factory.mktemp("student") / "tiny.weights.h5"
+    model.save_weights(path)
+    return path
+
+
+@pytest.fixture
+def tiny_video():
+    return TinyVideo()

@@ -1,0 +1,50 @@
+"""Configuration: presets, overrides, validation, JSON round trip."""
+import pytest
+
+from amslib.config import (AdaptConfig, ConfigError, RunConfig, parse_set_args, preset,
+                           with_overrides)
+
+
+def test_paper_preset_has_spec_defaults():
+    c = preset("paper")
+    a = c.adapt
+    assert (a.update_interval_s, a.horizon_s, a.iterations, a.batch_size, a.lr) == (10, 250, 200, 10, 1e-3)
+    assert (a.sample_rate_fps, a.fraction, a.strategy, a.reset_to_pretrained) == (1.0, 0.1, "gradient_guided", True)
+    assert (c.height, c.width, c.eval.window_s, c.eval.warmup_s, a.one_time_s) == (256, 512, 10, 250, 60)
+
+
+def test_overrides_route_to_subconfigs_and_parse_types():
+    c = with_overrides(preset("laptop"), parse_set_args(["fraction=0.05", "max_seconds=30",
+                                                         "downlink_kbps=200", "reset_to_pretrained=false"]))
+    assert c.adapt.fraction == 0.05 and c.max_seconds == 30.0
+    assert c.link.downlink_kbps == 200.0 and c.adapt.reset_to_pretrained is False
+
+
+@pytest.mark.parametrize("items, match", [
+    (["update_interval_s=-1"], "update_interval_s must be > 0"),
+    (["fraction=0"], r"fraction must be in \(0, 1\]"),
+    (["fraction=1.5"], r"fraction must be in \(0, 1\]"),
+    (["strategy=magic"], "strategy must be one of"),
+    (["scheme=teleport"], "scheme must be one of"),
+    (["no_such_knob=1"], "unknown parameter 'no_such_knob'"),
+    (["iterations=many"], "expects a int"),
+])
+def test_bad_values_raise_config_error(items, match):
+    with pytest.raises(ConfigError, match=match):
+        with_overrides(preset("laptop"), parse_set_args(items))
+
+
+def test_set_arg_without_equals():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_set_args(["fraction"])
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("huge")
+
+
+def test_json_round_trip():
+    c = with_overrides(preset("laptop"), {"fraction": 0.2, "latency_s": 0.5})
+    assert RunConfig.from_dict(c.to_dict()) == c
+    assert isinstance(RunConfig.from_dict(c.to_dict()).adapt, AdaptConfig)

@@ -1,0 +1,151 @@
+"""The simulation's clock, link, schemes and live policy changes, on a tiny video."""
+import math
+
+import numpy as np
+
+from amslib import metrics
+import pytest
+
+from amslib.config import AdaptConfig, ConfigError, EvalConfig, LinkConfig, RunConfig
+from amslib.engine import FramesEvent, Simulation, Students, UpdateEvent
+from amslib.results import collect, load_result, save_result, simulate
+from amslib.teacher import Teacher
+
+
+class TinyOracle(Teacher):
+    name = "tiny-oracle"
+
+    def labels(self, video, start, stop, *, frames=None):
+        return video.labels(start, stop)
+
+
+def tiny_config(student, **adapt):
+    adapt = {"update_interval_s": 5.0, "first_update_s": 10.0, "horizon_s": 20.0, "iterations": 3,
+             "batch_size": 2, "sample_rate_fps": 1.0, "fraction": 0.1, "one_time_s": 10.0, **adapt}
+    return RunConfig(video="tiny", scheme="ams", height=32, fps=2.0, student=str(student),
+                     width_multiplier=0.35, head_channels=16, edge_batch=8,
+                     adapt=AdaptConfig(**adapt), eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+
+
+@pytest.fixture(scope="module")
+def students(tiny_student):
+    """Models loaded and traced once for the whole module (each run resets them)."""
+    from conftest import TinyVideo
+    return Students.load(tiny_config(tiny_student), TinyVideo())
+
+
+def run(config, video, students, **kw):
+    return simulate(config, video=video, teacher=TinyOracle(), students=students, **kw)
+
+
+def test_none_never_updates_or_sends(tiny_student, students, tiny_video):
+    from dataclasses import replace
+    result = run(replace(tiny_config(tiny_student), scheme="none"), tiny_video, students)
+    assert len(result.frames) == 80 and result.updates.empty
+    assert result.frames["uplink_bits"].sum() == 0 and (result.frames["model_version"] == 0).all()
+    s = result.summary()
+    assert s["uplink_kbps"] == 0 and s["downlink_kbps"] == 0 and s["num_updates"] == 0
+
+
+def test_ams_update_schedule_sampling_and_ledger(tiny_student, students, tiny_video):
+    result = run(tiny_config(tiny_student), tiny_video, students)
+    u = result.updates
+    # first update at 10 s, then every 5 s until the 40 s video ends: 10, 15, ..., 35
+    np.testing.assert_allclose(u["t_update_s"], [10, 15, 20, 25, 30, 35])
+    # one sample per second, PNG-sized; the server's buffer holds the last 20 s that arrived
+    assert (result.frames["uplink_bits"] > 0).sum() == 40
+    # (the update at t runs before the frame at t is seen: samples at 0..t-1 s)
+    assert list(u["num_samples"]) == [10, 15, 20, 20, 20, 20]
+    p = int(u["num_params"].iloc[0])
+    assert (u["num_sent"] == round(0.1 * p)).all()
+    assert (u["mask_bytes"] == math.ceil(p / 8)).all() and (u["value_bytes"] == 2 * u["num_sent"]).all()
+    assert (u["downlink_bits"] == 8 * u["compressed_bytes"]).all()
+    # unlimited link, no latency: the edge uses update k from the frame at its time on
+    version_at = result.frames.set_index("t_s")["model_version"]
+    assert version_at[9.5] == 0 and version_at[10.0] == 1 and version_at[35.0] == 6
+
+
+def test_latency_and_downlink_delay_arrival(tiny_student, students, tiny_video):
+    from dataclasses import replace
+    config = replace(tiny_config(tiny_student), link=LinkConfig(downlink_kbps=100.0, latency_s=1.0))
+    result = run(config, tiny_video, students)
+    first = result.updates.iloc[0]
+    expected = 10.0 + first["downlink_bits"] / 100_000 + 1.0
+    assert first["t_arrival_s"] == pytest.approx(expected)
+    frames = result.frames
+    assert frames.loc[frames["t_s"] < expected, "model_version"].max() == 0
+    assert frames.loc[frames["t_s"] >= expected + 0.5, "model_version"].min() >= 1
+
+
+def test_one_time_trains_once_on_first_seconds(tiny_student, students, tiny_video):
+    from dataclasses import replace
+    result = run(replace(tiny_config(tiny_student), scheme="one_time"), tiny_video, students)
+    u = result.updates
+    assert len(u) == 1 and u["t_update_s"].iloc[0] == 10.0 and u["num_samples"].iloc[0] == 10
+    assert u["strategy"].iloc[0] == "full" and u["num_sent"].iloc[0] == u["num_params"].iloc[0]
+    sent_at = result.frames.loc[result.frames["uplink_bits"] > 0, "t_s"]
+    assert sent_at.max() < 10.0
+
+
+def test_policy_change_takes_effect_at_next_update(tiny_student, students, tiny_video):
+    sim = Simulation.create(tiny_config(tiny_student), video=tiny_video, teacher=TinyOracle(), students=students)
+    rows = []
+    for event in sim.run():
+        if isinstance(event, UpdateEvent):
+            rows.append(event.row)
+            if len(rows) == 2:
+                sim.set_policy(fraction=0.5, update_interval_s=10.0)
+    assert [r["fraction"] for r in rows] == [0.1, 0.1, 0.5, 0.5]
+    assert [r["t_update_s"] for r in rows] == [10, 15, 20, 30]
+    assert rows[2]["policy_changes"] == "fraction=0.5, update_interval_s=10.0"
+    assert rows[2]["num_sent"] == round(0.5 * rows[2]["num_params"])
+
+
+def test_invalid_policy_change_is_rejected_at_once(tiny_student, students, tiny_video):
+    sim = Simulation.create(tiny_config(tiny_student), video=tiny_video, teacher=TinyOracle(), students=students)
+    with pytest.raises(ConfigError, match="fraction"):
+        sim.set_policy(fraction=2.0)
+    assert sim.pending_policy == {}
+
+
+def test_stop_ends_run_early(tiny_student, students, tiny_video):
+    sim = Simulation.create(tiny_config(tiny_student), video=tiny_video, teacher=TinyOracle(), students=students)
+    seen = 0
+    for event in sim.run():
+        if isinstance(event, FramesEvent):
+            seen += len(event.rows)
+            sim.stop()
+    assert seen == 8
+
+
+def test_adaptation_improves_on_drift(tiny_student, students, tiny_video):
+    from dataclasses import replace
+    config = tiny_config(tiny_student, iterations=20, fraction=0.2)
+    ams = run(config, tiny_video, students)
+    none = run(replace(config, scheme="none"), tiny_video, students)
+    dark = slice(50, None)  # the dark half, after the edge got updates trained on it
+    gain = (metrics.miou_pooled(ams.counts()[dark]) - metrics.miou_pooled(none.counts()[dark]))
+    assert gain > 0.10, f"AMS should recover from the drift; gained only {100 * gain:.1f} points"
+
+
+def test_same_config_same_result(tiny_student, students):
+    from conftest import TinyVideo
+    a = run(tiny_config(tiny_student), TinyVideo(), students)
+    b = run(tiny_config(tiny_student), TinyVideo(), students)
+    assert a.frames.equals(b.frames)
+    np.testing.assert_array_equal(a.updates["compressed_bytes"], b.updates["compressed_bytes"])
+
+
+def test_results_round_trip(tiny_student, students, tiny_video, tmp_path):
+    result = run(tiny_config(tiny_student), tiny_video, students)
+    save_result(result, tmp_path / "run")
+    loaded = load_result(tmp_path / "run")
+    assert loaded.config == result.config and loaded.classes == result.classes
+    assert loaded.summary() == result.summary()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json", "frames.csv", "summary.json", "updates.csv"]
+
+
+def test_load_result_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved run"):
+        load_result(tmp_path)
