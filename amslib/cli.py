@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         from amslib.labels import get_label_set
         classes = teacher.present_classes(get_label_set(args.label_set).names)
     video = open_video(config.video, height=config.height, fps=config.fps, seed=config.seed,
-                       classes=classes, label_set=args.label_set)
+                       classes=classes, label_set=args.label_set, manifest=args.manifest)
     result, _, _ = _run_one(config, video=video, teacher=teacher)
     out = save_result(result, args.out)
     print(_table({config.scheme: result.summary()}))
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
     run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
     run.add_argument("--preset", default="laptop")
+    run.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     run.add_argument("--student", help="student weights (.weights.h5)")
     run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any parameter")
     run.add_argument("--out", required=True)

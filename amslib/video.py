@@ -144,8 +144,10 @@ def videos_dir() -> Path:
 
 
 def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
-               classes: tuple[str, ...] | None = None, label_set: str | None = None) -> Video:
-    """Open 'synthetic:street', a manifest video_id (downloaded), or a local file path."""
+               classes: tuple[str, ...] | None = None, label_set: str | None = None,
+               manifest: str | Path | None = None) -> Video:
+    """Open 'synthetic:street', a manifest video_id (downloaded), or a local file path.
+    `manifest`: another data_manifest.csv than the repository's."""
     if spec.startswith(SYNTHETIC_PREFIX):
         name = spec[len(SYNTHETIC_PREFIX):]
         if name not in SYNTHETIC_VIDEOS:
@@ -156,15 +158,15 @@ def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
     if path.suffix or os.sep in spec or path.exists():
         return FileVideo(path, height=height, fps=fps, classes=classes or CITYSCAPES19.names,
                          label_set=get_label_set(label_set or "cityscapes19"))
-    return _open_manifest_video(spec, height=height, fps=fps, classes=classes)
+    return _open_manifest_video(spec, height=height, fps=fps, classes=classes, manifest=manifest)
 
 
 def _open_manifest_video(video_id: str, *, height: int, fps: float,
-                         classes: tuple[str, ...] | None) -> Video:
+                         classes: tuple[str, ...] | None, manifest: str | Path | None) -> Video:
     from amslib.manifest import get_entry
 
     try:
-        entry = get_entry(video_id)
+        entry = get_entry(video_id, manifest)
     except KeyError as err:
         raise VideoError(f"{err.args[0] if err.args else err}; or give 'synthetic:street' or a local video file") from None
     matches = sorted(videos_dir().glob(f"{video_id}.*"))
