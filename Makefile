@@ -28,9 +28,10 @@ test: $(VENV)/.installed-dev
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/
 
-# Rebuilds the shipped default student (amslib/assets/) from the synthetic source domain.
+# Rebuilds the shipped default students (amslib/assets/) from the synthetic source domain.
 student: $(VENV)/.installed
-	$(BIN)/python -m amslib pretrain --out amslib/assets/student_synthetic_street.weights.h5
+	$(BIN)/python -m amslib pretrain --width-multiplier 0.5 --out amslib/assets/student_synthetic_street_w050.weights.h5
+	$(BIN)/python -m amslib pretrain --width-multiplier 1.0 --out amslib/assets/student_synthetic_street_w100.weights.h5
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

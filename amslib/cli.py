@@ -68,13 +68,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from amslib.config import preset, with_overrides
     from amslib.plots import comparison_strip, write_report
     from amslib.results import save_result, write_json
-    from amslib.video import open_video
+    from amslib.video import open_video_for
 
     overrides = {"video": "synthetic:street"}
     if args.max_seconds:
         overrides["max_seconds"] = args.max_seconds
     base = with_overrides(preset(args.preset), overrides)
-    video = open_video(base.video, height=base.height, fps=base.fps, seed=base.seed)
+    video = open_video_for(base)
     n = video.num_frames if base.max_seconds is None else min(video.num_frames, int(base.max_seconds * base.fps))
     snapshots = [int(n * q) for q in (0.15, 0.4, 0.65, 0.9)]  # moments shown in demo.png
     results, summaries, kept = {}, {}, {}
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from amslib.config import parse_set_args, preset, with_overrides
     from amslib.results import save_result
     from amslib.teacher import LabelFolderTeacher
-    from amslib.video import open_video
+    from amslib.video import open_video_for
 
     overrides = {"video": args.video, "scheme": args.scheme, **parse_set_args(args.set or [])}
     if args.student:
@@ -112,8 +112,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     if teacher is not None and not config.video.startswith("synthetic:"):
         from amslib.labels import get_label_set
         classes = teacher.present_classes(get_label_set(args.label_set).names)
-    video = open_video(config.video, height=config.height, fps=config.fps, seed=config.seed,
-                       classes=classes, label_set=args.label_set, manifest=args.manifest)
+    video = open_video_for(config, classes=classes, label_set=args.label_set, manifest=args.manifest)
     result, _, _ = _run_one(config, video=video, teacher=teacher)
     out = save_result(result, args.out)
     print(_table({config.scheme: result.summary()}))
@@ -150,6 +149,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"final loss {losses[-1]:.4f}; wrote {out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from amslib.bench import run_bench, write_bench
+
+    result = run_bench(quick=args.quick)
+    write_bench(result, Path(args.out))
+    print(f"wrote {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--width-multiplier", type=float, default=1.0)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
+    bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
+    bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
+    bench.add_argument("--out", default="runs/bench.json")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -88,6 +88,7 @@ class RunConfig:
     height: int = 256  # frames are height x 2*height
     fps: float = 10.0  # frames per second the edge processes
     max_seconds: float | None = None  # stop after this many simulated seconds
+    duration_s: float | None = None  # length of a synthetic video (None: its built-in 480 s)
     seed: int = 0
     student: str = "default"  # "default" (shipped) or a .weights.h5 path
     width_multiplier: float = 1.0
@@ -103,6 +104,7 @@ class RunConfig:
         _check(self.height >= 32 and self.height % 8 == 0, f"height must be a multiple of 8 and >= 32, got {self.height}")
         _check(0 < self.fps <= 60, f"fps must be in (0, 60], got {self.fps}")
         _check(self.max_seconds is None or self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        _check(self.duration_s is None or self.duration_s > 0, f"duration_s must be > 0, got {self.duration_s}")
         _check(self.output_stride in (8, 16), f"output_stride must be 8 or 16, got {self.output_stride}")
         _check(self.width_multiplier > 0, f"width_multiplier must be > 0, got {self.width_multiplier}")
         _check(self.edge_batch >= 1, f"edge_batch must be >= 1, got {self.edge_batch}")
@@ -130,11 +132,15 @@ class RunConfig:
 PRESETS: dict[str, RunConfig] = {
     # SPEC.md defaults at the paper's 256x512.
     "paper": RunConfig(),
-    # Fast on a 2-core CPU: smaller frames and fewer steps per update, the same method.
+    # Fast on a 2-core CPU: half-width student at 128x256, 5 fps, fewer steps per update.
+    # With so few steps, each update continues from the last model instead of restarting
+    # from the pretrained one (reset_to_pretrained=False), so adaptation accumulates.
     "laptop": RunConfig(
         height=128,
         fps=5.0,
-        adapt=AdaptConfig(iterations=20, first_update_s=20.0, horizon_s=120.0),
+        width_multiplier=0.5,
+        adapt=AdaptConfig(iterations=10, first_update_s=20.0, horizon_s=120.0,
+                          reset_to_pretrained=False),
         eval=EvalConfig(warmup_s=60.0),
     ),
 }

@@ -26,7 +26,7 @@ from amslib.metrics import frame_counts
 from amslib.student import Predictor, StudentSpec, flat_weights, load_student, set_flat_weights
 from amslib.teacher import OracleTeacher, Teacher
 from amslib.training import Trainer
-from amslib.video import SyntheticVideo, Video, VideoError, open_video
+from amslib.video import SyntheticVideo, Video, VideoError, open_video_for
 
 _EPS = 1e-9
 
@@ -126,7 +126,7 @@ class Simulation:
     def create(cls, config: RunConfig, *, video: Video | None = None, teacher: Teacher | None = None,
                students: Students | None = None) -> "Simulation":
         """Open the video, choose the teacher, and load the students (or reuse `students`)."""
-        video = video or open_video(config.video, height=config.height, fps=config.fps, seed=config.seed)
+        video = video or open_video_for(config)
         if teacher is None:
             if not isinstance(video, SyntheticVideo):
                 raise VideoError(f"video '{config.video}' needs a teacher: give a label folder (--labels DIR)")

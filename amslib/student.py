@@ -20,7 +20,11 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_STUDENT = ASSETS / "student_synthetic_street.weights.h5"
+
+
+def default_student_path(width_multiplier: float) -> Path:
+    """The shipped student for `synthetic:street` at this width (`make student` rebuilds it)."""
+    return ASSETS / f"student_synthetic_street_w{round(width_multiplier * 100):03d}.weights.h5"
 
 # MobileNetV2 inverted-residual blocks: (expansion t, output channels c, stride s).
 # Matches slim's V2_DEF: expanded_conv, expanded_conv_1 ... expanded_conv_16.
@@ -115,11 +119,14 @@ def build_student(spec: StudentSpec = StudentSpec()) -> keras.Model:
 
 
 def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Model:
-    """A student of `spec` with `weights` ('default' = the shipped synthetic-street student)."""
-    path = DEFAULT_STUDENT if str(weights) == "default" else Path(weights)
+    """A student of `spec` with `weights` ('default' = the shipped synthetic-street student
+    of the spec's width multiplier)."""
+    default = str(weights) == "default"
+    path = default_student_path(spec.width_multiplier) if default else Path(weights)
     if not path.is_file():
-        hint = ("run `make student` to rebuild the shipped default" if str(weights) == "default"
-                else "give the path of a .weights.h5 file made by `python -m amslib pretrain`")
+        hint = (f"no student is shipped for width_multiplier={spec.width_multiplier}; build one with "
+                f"`python -m amslib pretrain --width-multiplier {spec.width_multiplier} --out {path}`"
+                if default else "give the path of a .weights.h5 file made by `python -m amslib pretrain`")
         raise FileNotFoundError(f"student weights not found: {path}; {hint}")
     model = build_student(spec)
     try:

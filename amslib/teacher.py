@@ -131,3 +131,16 @@ def export_labels(teacher: Teacher, video: Video, out_dir: str | Path, *, chunk:
             write_label_png(label, out / (LABEL_PATTERN % _native_index(video, start + offset)))
             count += 1
     return count
+
+
+class KerasTeacher(Teacher):
+    """A Keras segmentation model (logits over a label set) as teacher: argmax per pixel."""
+
+    def __init__(self, model, *, name: str, batch_size: int = 16) -> None:
+        from amslib.student import Predictor
+
+        self.name = name
+        self._predict = Predictor(model, batch_size=batch_size)
+
+    def label(self, frames: np.ndarray) -> np.ndarray:
+        return self._predict(frames)

@@ -145,7 +145,7 @@ def videos_dir() -> Path:
 
 def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
                classes: tuple[str, ...] | None = None, label_set: str | None = None,
-               manifest: str | Path | None = None) -> Video:
+               manifest: str | Path | None = None, duration_s: float | None = None) -> Video:
     """Open 'synthetic:street', a manifest video_id (downloaded), or a local file path.
     `manifest`: another data_manifest.csv than the repository's."""
     if spec.startswith(SYNTHETIC_PREFIX):
@@ -153,12 +153,18 @@ def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
         if name not in SYNTHETIC_VIDEOS:
             raise VideoError(f"unknown synthetic video '{spec}'; built in: "
                              + ", ".join(SYNTHETIC_PREFIX + n for n in SYNTHETIC_VIDEOS))
-        return SyntheticVideo(height=height, fps=fps, seed=seed)
+        return SyntheticVideo(height=height, fps=fps, seed=seed, duration_s=duration_s)
     path = Path(spec)
     if path.suffix or os.sep in spec or path.exists():
         return FileVideo(path, height=height, fps=fps, classes=classes or CITYSCAPES19.names,
                          label_set=get_label_set(label_set or "cityscapes19"))
     return _open_manifest_video(spec, height=height, fps=fps, classes=classes, manifest=manifest)
+
+
+def open_video_for(config, **options) -> Video:
+    """`open_video` with the video, resolution, fps, seed and duration of a RunConfig."""
+    return open_video(config.video, height=config.height, fps=config.fps, seed=config.seed,
+                      duration_s=config.duration_s, **options)
 
 
 def _open_manifest_video(video_id: str, *, height: int, fps: float,

@@ -1,0 +1,194 @@
+"""`python -m amslib bench`: how fast the workbench runs here, measured, written to JSON.
+
+Every number is measured on this machine in this process (or a child process, for peak
+memory); `machine` says what the machine is. Nothing here is asserted: targets are compared
+in docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from amslib.config import RunConfig, preset, with_overrides
+
+
+def machine_info() -> dict:
+    """Cores, CPU model and GPU names (TensorFlow's view)."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return {"cores": os.cpu_count(), "cpu": cpu, "gpus": gpus, "python": platform.python_version(),
+            "tensorflow": tf.__version__}
+
+
+def _timed(fn: Callable[[], object], *, repeat: int = 1) -> tuple[float, object]:
+    """Best wall time of `repeat` calls (seconds) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - tic)
+    return best, out
+
+
+def sim_speed(config: RunConfig, students=None) -> tuple[float, dict]:
+    """Simulated seconds per wall second of one run (model loading and tracing excluded)."""
+    from amslib.engine import Simulation
+    from amslib.results import collect
+
+    sim = Simulation.create(config, students=students)
+    sim.students.predictor(sim.video.frames(0, 1))  # trace before timing
+    wall, result = _timed(lambda: collect(config, sim.video.classes, sim.run()))
+    return result.frames["t_s"].size / config.fps / wall, {"wall_s": wall, "students": sim.students,
+                                                             "result": result}
+
+
+def edge_speed(config: RunConfig, *, frames: int) -> dict:
+    """Batched edge inference against the frame-by-frame (batch 1) reference, same frames."""
+    from amslib.engine import Students
+    from amslib.student import Predictor
+    from amslib.video import open_video_for
+
+    video = open_video_for(config)
+    students = Students.load(config, video)
+    x = video.frames(0, frames)
+    batched = students.predictor
+    reference = Predictor(batched.model, batch_size=1)
+    batched(x[:2]), reference(x[:1])  # trace both
+    t_batched, y_batched = _timed(lambda: batched(x), repeat=2)
+    t_reference, y_reference = _timed(lambda: reference(x), repeat=2)
+    return {"edge_ms_per_frame": 1000 * t_batched / frames,
+            "reference_ms_per_frame": 1000 * t_reference / frames,
+            "batched_speedup_vs_reference": t_reference / t_batched,
+            "reference_pixels_equal": float(np.mean(y_batched == y_reference)),
+            "students": students, "video": video}
+
+
+def train_speed(students, video, *, steps: int, batch_size: int) -> float:
+    """Milliseconds per server training step (Adam, batch `batch_size`)."""
+    x = video.frames(0, batch_size * 2)
+    y = video.labels(0, batch_size * 2)
+    rng = np.random.default_rng(0)
+    students.trainer.fit(x, y, steps=1, batch_size=batch_size, rng=rng)  # trace
+    wall, _ = _timed(lambda: students.trainer.fit(x, y, steps=steps, batch_size=batch_size, rng=rng))
+    return 1000 * wall / steps
+
+
+def label_cache_speedup(config: RunConfig, *, frames: int, root: Path) -> dict:
+    """First labelling (a full-width DeepLab student as teacher) against the cached second."""
+    import shutil
+
+    from amslib.student import StudentSpec, build_student
+    from amslib.teacher import CachedTeacher, KerasTeacher
+    from amslib.video import open_video_for
+
+    video = open_video_for(config)
+    teacher_model = build_student(StudentSpec(height=video.height, width=video.width))
+    shutil.rmtree(root, ignore_errors=True)
+    cached = CachedTeacher(KerasTeacher(teacher_model, name="bench-deeplab"), root)
+    x = video.frames(0, frames)
+    KerasTeacher(teacher_model, name="warm").label(x[:1])
+    first, a = _timed(lambda: cached.labels(video, 0, frames, frames=x))
+    second, b = _timed(lambda: cached.labels(video, 0, frames, frames=x))
+    assert np.array_equal(a, b)
+    shutil.rmtree(root, ignore_errors=True)
+    return {"first_s": first, "second_s": second, "speedup": first / second}
+
+
+def update_sizes(students, video, config: RunConfig) -> dict:
+    """Bytes of one gradient-guided update under each encoding."""
+    from amslib.codec import encode_update
+
+    x, y = video.frames(0, 20), video.labels(0, 20)
+    a = config.adapt
+    result = students.trainer.update(x, y, base=students.pretrained, strategy="gradient_guided",
+                                     fraction=a.fraction, iterations=2, batch_size=a.batch_size,
+                                     lr=a.lr, rng=np.random.default_rng(0))
+    sparse = encode_update(result.values, result.mask)
+    return {"mask1bit_fp16_gzip": sparse.compressed_bytes,
+            "mask1bit_fp16_raw": sparse.mask_bytes + sparse.value_bytes,
+            "full_fp16_gzip": encode_update(result.values, None).compressed_bytes,
+            "full_fp32_raw": 4 * result.values.size, "fraction": a.fraction,
+            "num_params": int(result.values.size)}
+
+
+def peak_rss_child(minutes: float, *, fps: float, height: int) -> float:
+    """Peak RSS (MiB) of a child process running `none` on a synthetic video of `minutes`."""
+    code = ("import resource, sys; from amslib.config import preset, with_overrides; "
+            "from amslib.results import simulate; "
+            f"c = with_overrides(preset('laptop'), dict(scheme='none', height={height}, fps={fps}, "
+            f"duration_s={60 * minutes})); simulate(c); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # Linux reports KiB
+
+
+def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
+    """All measurements; `quick` uses fewer frames and shorter runs (minutes, not tens)."""
+    out: dict = {"quick": quick, "machine": machine_info()}
+    laptop, paper = preset("laptop"), preset("paper")
+    edge = edge_speed(laptop, frames=64 if quick else 256)
+    students, video = edge.pop("students"), edge.pop("video")
+    out.update({k: edge[k] for k in ("edge_ms_per_frame", "batched_speedup_vs_reference")})
+    out["edge_detail"] = edge
+    log(f"edge: {edge['edge_ms_per_frame']:.1f} ms/frame batched, x{edge['batched_speedup_vs_reference']:.1f} vs batch 1")
+    out["train_ms_per_step"] = train_speed(students, video, steps=5 if quick else 20,
+                                           batch_size=laptop.adapt.batch_size)
+    log(f"train: {out['train_ms_per_step']:.0f} ms/step (laptop)")
+    out["update_bytes"] = update_sizes(students, video, laptop)
+    log(f"update: {out['update_bytes']}")
+    out["label_cache_speedup"] = label_cache_speedup(laptop, frames=32 if quick else 128,
+                                                     root=Path(".cache/bench-labels"))["speedup"]
+    log(f"label cache: x{out['label_cache_speedup']:.0f}")
+    out["sim_seconds_per_wall_second"] = sim_speeds(quick=quick, laptop_students=students, log=log)
+    minutes = (1, 3) if quick else (1, 5, 15)
+    out["peak_rss_mib"] = {str(m): peak_rss_child(m, fps=2.0, height=256) for m in minutes}
+    out["peak_rss_setup"] = "scheme none, synthetic:street at 256x512, 2 fps, laptop student"
+    log(f"peak RSS MiB by video minutes: {out['peak_rss_mib']}")
+    return out
+
+
+def sim_speeds(*, quick: bool, laptop_students, log: Callable[[str], None]) -> dict:
+    """{scheme: {preset: simulated s per wall s}} for none and ams under laptop and paper.
+
+    The first update is moved to one update interval in, so a short run is in steady state.
+    """
+    speeds: dict = {"none": {}, "ams": {}, "_setup": {}}
+    for name in ("laptop", "paper"):
+        base = preset(name)
+        seconds = (60.0 if quick else 120.0) if name == "laptop" else (10.0 if quick else 20.0)
+        for scheme in ("none", "ams"):
+            config = with_overrides(base, {"scheme": scheme, "max_seconds": seconds,
+                                           "first_update_s": base.adapt.update_interval_s})
+            if name == "paper" and scheme == "ams" and quick:
+                config = replace(config, adapt=replace(config.adapt, iterations=20))
+            value, _ = sim_speed(config, laptop_students if name == "laptop" else None)
+            speeds[scheme][name] = value
+            speeds["_setup"][f"{scheme}/{name}"] = {"max_seconds": seconds,
+                                                    "iterations": config.adapt.iterations}
+            log(f"{scheme:>4} {name:>6}: {value:.2f} simulated s per wall s")
+    return speeds
+
+
+def write_bench(result: dict, path: Path) -> None:
+    from amslib.results import write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, result)
