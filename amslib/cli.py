@@ -126,11 +126,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     if args.video != "synthetic:street":
         raise ValueError(f"pretraining on '{args.video}' is not available yet; use synthetic:street")
-    frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
-    model = build_student(StudentSpec(height=args.height, width=2 * args.height,
-                                      width_multiplier=args.width_multiplier))
-    from tqdm.auto import tqdm
     import keras
+
+    frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
+    keras.utils.set_random_seed(args.seed)  # initial weights too: the file is reproducible
+    model_spec = StudentSpec(height=args.height, width=2 * args.height, width_multiplier=args.width_multiplier)
+    model = build_student(model_spec)
+    from tqdm.auto import tqdm
 
     bar = tqdm(total=args.steps, desc="pretrain", unit="step")
 
@@ -144,7 +146,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.weights.h5")
-    model.save_weights(tmp)
+    plain = build_student(model_spec)  # an uncompiled copy: the file holds no optimizer state
+    plain.set_weights(model.get_weights())
+    plain.save_weights(tmp)
     tmp.replace(out)
     print(f"final loss {losses[-1]:.4f}; wrote {out}")
 

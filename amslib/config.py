@@ -170,7 +170,10 @@ def _field_owner(config: RunConfig, key: str) -> tuple[str | None, type]:
 
 
 def _parse_value(text: str, current: Any, key: str) -> Any:
-    """Parse `text` to the type of the field's current value."""
+    """Parse `text` to the type of the field's current value ('none' clears an optional
+    number such as downlink_kbps; a string field keeps the text, e.g. scheme=none)."""
+    if isinstance(current, str):
+        return text
     if text.lower() in ("none", "null", ""):
         return None
     try:

@@ -14,12 +14,13 @@ from amslib.results import RunResult
 SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4"}
 
 
-def _cumulative_kbps(t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray) -> np.ndarray:
-    """Average Kbps from 0 to each time in at_s of bit amounts sent at times t_s."""
-    order = np.argsort(t_s)
-    cumulative = np.concatenate([[0.0], np.cumsum(bits[order])])
-    sent = cumulative[np.searchsorted(t_s[order], at_s, side="right")]
-    return sent / np.maximum(at_s, 1e-9) / 1000.0
+def cumulative_kbps(event_t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray,
+                    elapsed_s: np.ndarray) -> np.ndarray:
+    """Average Kbps at each time `at_s` of the `bits` sent at times `event_t_s` (<= at_s),
+    over `elapsed_s` seconds of video (at_s + one frame, as in `RunResult.summary`)."""
+    order = np.argsort(event_t_s, kind="stable")
+    sent = np.concatenate([[0.0], np.cumsum(bits[order])])
+    return sent[np.searchsorted(event_t_s[order], at_s, side="right")] / elapsed_s / 1000.0
 
 
 def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
@@ -32,9 +33,10 @@ def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
         fig.add_scatter(x=t, y=100 * result.window_miou(), name=name, line=dict(color=color),
                         legendgroup=name, row=1, col=1)
         sent = result.updates[result.updates.get("sent", False) == True] if len(result.updates) else result.updates  # noqa: E712
-        down = (_cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t)
-                if len(sent) else np.zeros_like(t))
-        up = _cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t)
+        elapsed = t + 1.0 / result.config.fps
+        down = (cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t,
+                                elapsed) if len(sent) else np.zeros_like(t))
+        up = cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t, elapsed)
         fig.add_scatter(x=t, y=down, name=f"{name} down", line=dict(color=color), legendgroup=name,
                         showlegend=False, row=2, col=1)
         fig.add_scatter(x=t, y=up, name=f"{name} up", line=dict(color=color, dash="dot"),

