@@ -54,7 +54,9 @@ def sim_speed(config: RunConfig, students=None) -> tuple[float, dict]:
     from amslib.results import collect
 
     sim = Simulation.create(config, students=students)
-    sim.students.predictor(sim.video.frames(0, 1))  # trace before timing
+    frames, labels = sim.video.frames(0, 2), sim.video.labels(0, 2)
+    sim.students.predictor(frames)  # trace both models before timing
+    sim.students.trainer.fit(frames, labels, steps=1, batch_size=2, rng=np.random.default_rng(0))
     wall, result = _timed(lambda: collect(config, sim.video.classes, sim.run()))
     return result.frames["t_s"].size / config.fps / wall, {"wall_s": wall, "students": sim.students,
                                                              "result": result}
@@ -79,6 +81,19 @@ def edge_speed(config: RunConfig, *, frames: int) -> dict:
             "batched_speedup_vs_reference": t_reference / t_batched,
             "reference_pixels_equal": float(np.mean(y_batched == y_reference)),
             "students": students, "video": video}
+
+
+def reference_run(config: RunConfig, students) -> dict:
+    """The `none` scheme end to end with the batched edge and with the frame-by-frame
+    reference (edge_batch=1), on the same frames: wall-time ratio and whether they agree."""
+    batched = replace(config, scheme="none")
+    reference = replace(batched, edge_batch=1)
+    fast, fast_detail = sim_speed(batched, students)
+    slow, slow_detail = sim_speed(reference)
+    a, b = fast_detail["result"].frames, slow_detail["result"].frames
+    return {"speedup": fast / slow, "batched_sim_s_per_wall_s": fast, "reference_sim_s_per_wall_s": slow,
+            "frames": len(a), "tables_equal": bool(a.equals(b)),
+            "max_abs_miou_frame_diff": float((a["miou_frame"] - b["miou_frame"]).abs().max())}
 
 
 def train_speed(students, video, *, steps: int, batch_size: int) -> float:
@@ -149,6 +164,9 @@ def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
     out.update({k: edge[k] for k in ("edge_ms_per_frame", "batched_speedup_vs_reference")})
     out["edge_detail"] = edge
     log(f"edge: {edge['edge_ms_per_frame']:.1f} ms/frame batched, x{edge['batched_speedup_vs_reference']:.1f} vs batch 1")
+    ref = reference_run(with_overrides(laptop, {"max_seconds": 30.0 if quick else 120.0}), students)
+    out["reference_run"] = ref
+    log(f"reference run (none, whole engine): batched x{ref['speedup']:.1f} faster, tables equal: {ref['tables_equal']}")
     out["train_ms_per_step"] = train_speed(students, video, steps=5 if quick else 20,
                                            batch_size=laptop.adapt.batch_size)
     log(f"train: {out['train_ms_per_step']:.0f} ms/step (laptop)")

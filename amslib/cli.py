@@ -31,12 +31,13 @@ def _progress(total: int, desc: str) -> tuple[Callable, Callable]:
     return on_event, bar.close
 
 
-def _run_one(config, *, video=None, teacher=None, snapshots=None):
-    """Run one scheme with a progress bar; optionally keep predictions at `snapshots` frames."""
+def _run_one(config, *, video=None, teacher=None, snapshots=None, students=None):
+    """Run one scheme with a progress bar; optionally keep predictions at `snapshots` frames.
+    Returns (result, predictions kept, the simulation)."""
     from amslib.engine import FramesEvent, Simulation
     from amslib.results import collect
 
-    sim = Simulation.create(config, video=video, teacher=teacher)
+    sim = Simulation.create(config, video=video, teacher=teacher, students=students)
     on_progress, close = _progress(sim.num_frames, config.scheme)
     kept: dict[int, object] = {}
 
@@ -50,7 +51,7 @@ def _run_one(config, *, video=None, teacher=None, snapshots=None):
         result = collect(config, sim.video.classes, sim.run(), on_event)
     finally:
         close()
-    return result, kept, sim.video
+    return result, kept, sim
 
 
 def _table(summaries: dict[str, dict]) -> str:
@@ -78,9 +79,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     n = video.num_frames if base.max_seconds is None else min(video.num_frames, int(base.max_seconds * base.fps))
     snapshots = [int(n * q) for q in (0.15, 0.4, 0.65, 0.9)]  # moments shown in demo.png
     results, summaries, kept = {}, {}, {}
+    students = None  # loaded and traced once, shared by the three schemes
     for scheme in DEMO_SCHEMES:
         config = with_overrides(base, {"scheme": scheme})
-        results[scheme], kept[scheme], _ = _run_one(config, video=video, snapshots=snapshots)
+        results[scheme], kept[scheme], sim = _run_one(config, video=video, snapshots=snapshots, students=students)
+        students = sim.students
         summaries[scheme] = results[scheme].summary()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
