@@ -210,3 +210,57 @@ def write_bench(result: dict, path: Path) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, result)
+
+
+TARGETS = (
+    # (what, key path, target, comparison)
+    ("`ams` under `laptop`, simulated s per wall s", ("sim_seconds_per_wall_second", "ams", "laptop"), 1.0, ">="),
+    ("batched edge vs frame-by-frame reference (speed-up)", ("batched_speedup_vs_reference",), 5.0, ">="),
+    ("second labelling from the cache (speed-up)", ("label_cache_speedup",), 20.0, ">="),
+)
+
+
+def _get(data: dict, path: tuple[str, ...]):
+    for key in path:
+        data = data[key]
+    return data
+
+
+def markdown(result: dict) -> str:
+    """docs/BENCHMARKS.md from a bench result: machine, targets, every number."""
+    m = result["machine"]
+    lines = ["# Benchmarks", "",
+             "Written by `python -m amslib bench --out docs/bench.json --markdown docs/BENCHMARKS.md`"
+             + (" (`--quick`)" if result["quick"] else "") + "; every number is measured, none asserted.", "",
+             f"Machine: {m['cores']} cores, {m['cpu']}, GPUs: {', '.join(m['gpus']) or 'none'}, "
+             f"Python {m['python']}, TensorFlow {m['tensorflow']}.", "",
+             "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+    for what, path, goal, op in TARGETS:
+        value = _get(result, path)
+        lines.append(f"| {what} | {value:.2f} | {op} {goal:g} | {'yes' if value >= goal else 'no'} |")
+    rss = result["peak_rss_mib"]
+    lines.append(f"| peak memory, 15-minute 256x512 video | {rss.get('15', float('nan')):.0f} MiB | < 2048 MiB, flat | "
+                 f"{'yes' if rss.get('15', 1e9) < 2048 else 'no (not measured)' if '15' not in rss else 'no'} |")
+    lines += ["", "## Simulation speed (simulated seconds per wall second)", "",
+              "| scheme | laptop | paper |", "|---|---|---|"]
+    speeds = result["sim_seconds_per_wall_second"]
+    for scheme in ("none", "ams"):
+        lines.append(f"| {scheme} | {speeds[scheme]['laptop']:.2f} | {speeds[scheme]['paper']:.3f} |")
+    lines += ["", f"Runs: {json_line(speeds['_setup'])}; the first update is moved to one update "
+              "interval in so a short run is in steady state; model loading and tracing are excluded.", "",
+              "## Other measurements", "",
+              f"- edge inference, laptop preset, batched: {result['edge_ms_per_frame']:.2f} ms/frame "
+              f"(frame by frame: {result['edge_detail']['reference_ms_per_frame']:.2f} ms/frame; "
+              f"{100 * result['edge_detail']['reference_pixels_equal']:.3f}% of predicted pixels identical)",
+              f"- whole `none` run, batched vs reference: x{result['reference_run']['speedup']:.2f}, "
+              f"{result['reference_run']['frames']} frames, tables equal: {result['reference_run']['tables_equal']}",
+              f"- server training step (laptop, batch {preset('laptop').adapt.batch_size}): "
+              f"{result['train_ms_per_step']:.0f} ms",
+              f"- update bytes (one gradient-guided update, laptop student): {json_line(result['update_bytes'])}",
+              f"- peak RSS by video minutes ({result['peak_rss_setup']}): {json_line(result['peak_rss_mib'])}",
+              ""]
+    return "\n".join(lines)
+
+
+def json_line(data: dict) -> str:
+    return ", ".join(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}" for k, v in data.items())

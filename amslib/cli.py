@@ -162,6 +162,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     result = run_bench(quick=args.quick)
     write_bench(result, Path(args.out))
     print(f"wrote {args.out}")
+    if args.markdown:
+        from amslib.bench import markdown
+
+        Path(args.markdown).write_text(markdown(result))
+        print(f"wrote {args.markdown}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
+    bench.add_argument("--markdown", help="also write a report (e.g. docs/BENCHMARKS.md)")
     bench.set_defaults(func=cmd_bench)
     return parser
 
