@@ -77,6 +77,8 @@ def edge_speed(config: RunConfig, *, frames: int) -> dict:
     t_batched, y_batched = _timed(lambda: batched(x), repeat=2)
     t_reference, y_reference = _timed(lambda: reference(x), repeat=2)
     return {"edge_ms_per_frame": 1000 * t_batched / frames,
+            "ms_per_frame_by_batch": batch_profile(batched, x),
+            "gflop_per_frame": conv_gflops(batched.model),
             "reference_ms_per_frame": 1000 * t_reference / frames,
             "batched_speedup_vs_reference": t_reference / t_batched,
             "reference_pixels_equal": float(np.mean(y_batched == y_reference)),
@@ -94,6 +96,35 @@ def reference_run(config: RunConfig, students) -> dict:
     return {"speedup": fast / slow, "batched_sim_s_per_wall_s": fast, "reference_sim_s_per_wall_s": slow,
             "frames": len(a), "tables_equal": bool(a.equals(b)),
             "max_abs_miou_frame_diff": float((a["miou_frame"] - b["miou_frame"]).abs().max())}
+
+
+def conv_gflops(model) -> float:
+    """Multiply-adds x 2 of the model's convolutions for one frame, in GFLOP."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            c_in = layer.input.shape[-1]
+            per_pixel = kh * kw * (c_in if isinstance(layer, keras.layers.DepthwiseConv2D) else c_in * c_out)
+            total += 2 * h * w * per_pixel
+    return total / 1e9
+
+
+def batch_profile(predictor, frames: np.ndarray, *, sizes=(1, 2, 4, 8, 16, 32)) -> dict:
+    """ms per frame at each batch size: where the curve flattens, the edge is bound by
+    convolution arithmetic, not by per-call overhead that batching removes."""
+    from amslib.student import Predictor
+
+    out = {}
+    for size in sizes:
+        p = Predictor(predictor.model, batch_size=size)
+        p(frames[:size])  # trace
+        wall, _ = _timed(lambda: p(frames), repeat=2)
+        out[str(size)] = 1000 * wall / len(frames)
+    return out
 
 
 def train_speed(students, video, *, steps: int, batch_size: int) -> float:
@@ -252,6 +283,10 @@ def markdown(result: dict) -> str:
               f"- edge inference, laptop preset, batched: {result['edge_ms_per_frame']:.2f} ms/frame "
               f"(frame by frame: {result['edge_detail']['reference_ms_per_frame']:.2f} ms/frame; "
               f"{100 * result['edge_detail']['reference_pixels_equal']:.3f}% of predicted pixels identical)",
+              f"- edge ms/frame by batch size (the profile of the edge speed-up): "
+              f"{json_line(result['edge_detail']['ms_per_frame_by_batch'])}; the student's convolutions "
+              f"cost {result['edge_detail']['gflop_per_frame']:.2f} GFLOP per frame, so batched inference runs "
+              f"at {result['edge_detail']['gflop_per_frame'] / result['edge_ms_per_frame'] * 1000:.0f} GFLOP/s",
               f"- whole `none` run, batched vs reference: x{result['reference_run']['speedup']:.2f}, "
               f"{result['reference_run']['frames']} frames, tables equal: {result['reference_run']['tables_equal']}",
               f"- server training step (laptop, batch {preset('laptop').adapt.batch_size}): "
