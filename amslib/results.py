@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from amslib import metrics
-from amslib.config import RunConfig
+from amslib.config import UPDATE_ENCODERS, RunConfig
 
 FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE = (
     "frames.csv", "updates.csv", "config.json", "summary.json")
@@ -55,6 +55,7 @@ class RunResult:
         window = self.window_miou()
         per_class = metrics.iou(counts[keep].sum(axis=0))
         down_bits = float(self.updates["downlink_bits"].sum()) if "downlink_bits" in self.updates else 0.0
+        kbps = (lambda bits: metrics.kbps(bits, duration_s)) if duration_s else (lambda bits: 0.0)
         return {
             "scheme": self.config.scheme,
             "video": self.config.video,
@@ -66,9 +67,16 @@ class RunResult:
             "iou_per_class": {c: _pct(v) for c, v in zip(self.classes, per_class)},
             "uplink_kbps": metrics.kbps(float(self.frames["uplink_bits"].sum()), duration_s) if duration_s else 0.0,
             "downlink_kbps": metrics.kbps(down_bits, duration_s) if duration_s else 0.0,
-            "num_updates": int(self.updates["sent"].sum()) if "sent" in self.updates else 0,
+            "num_updates": int(self.updates["sent"].fillna(False).astype(bool).sum()) if "sent" in self.updates else 0,
+            "update_encoder": self.config.link.update_encoder,
+            # model-update bits of the same updates under every encoder (0 when no model is sent)
+            "downlink_kbps_by_encoder": {name: kbps(self._encoder_bits(name)) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
         }
+
+    def _encoder_bits(self, encoder: str) -> float:
+        column = f"bytes_{encoder}"
+        return 8.0 * float(self.updates[column].fillna(0).sum()) if column in self.updates else 0.0
 
 
 def _pct(value: float) -> float | None:
