@@ -82,8 +82,12 @@ class LinkConfig:
     uplink_trace: str = ""  # CSV path of (time_s, kbps); replaces uplink_kbps
     downlink_trace: str = ""
     uplink_codec: str = "png"  # sampled frames as PNG (lossless) or an H.264 stream
-    h264_kbps: float = 200.0  # H.264 target bitrate of the sampled-frame stream
+    # H.264 target bitrate of the sampled stream at r = 1 frame/s. It scales with the sampling
+    # rate so every sampled frame gets the same budget: a lower r (ASR, key-frame strides)
+    # then sends fewer bits, as the paper's ASR savings imply.
+    h264_kbps: float = 100.0
     update_encoder: str = "original"  # how model updates are written (UPDATE_ENCODERS)
+    ledger_all_encoders: bool = True  # also size every update with every encoder (the ledger)
 
     def __post_init__(self) -> None:
         for name in ("uplink_kbps", "downlink_kbps"):

@@ -303,7 +303,8 @@ class Simulation:
         if self.config.link.uplink_codec == "png":
             bits, decoded = sum(8 * png_bytes(f) for f in frames), frames
         else:
-            bits, decoded = h264_segment(frames, kbps=self.config.link.h264_kbps, fps=rate_fps)
+            # the budget scales with the rate: h264_kbps per frame/s (LinkConfig)
+            bits, decoded = h264_segment(frames, kbps=self.config.link.h264_kbps * rate_fps, fps=rate_fps)
             labels = self._server_labels(samples, decoded)
             for s, frame, label in zip(samples, decoded, labels):
                 s.frame, s.label = frame, label
@@ -313,11 +314,14 @@ class Simulation:
         state.buffer.extend(samples)
         return bits
 
-    def flush_outbox(self, state: RunState, t_s: float, *, rate_fps: float) -> None:
-        """Send the samples waiting for an H.264 segment; their bits go on the next frame."""
-        if state.outbox:
-            state.carry_bits += self.send_up(state, state.outbox, t_s, rate_fps=rate_fps)
-            state.outbox = []
+    def flush_outbox(self, state: RunState, t_s: float, *, rate_fps: float) -> float:
+        """Send the samples waiting for an H.264 segment (their bits go on the next frame).
+        Returns when the server has them all: the segment's arrival, or `t_s` if none."""
+        if not state.outbox:
+            return t_s
+        segment, state.outbox = state.outbox, []
+        state.carry_bits += self.send_up(state, segment, t_s, rate_fps=rate_fps)
+        return max(t_s, segment[0].arrival_s)
 
     def _server_labels(self, samples: list[Sample], decoded: np.ndarray) -> list[np.ndarray]:
         """The teacher's labels of the decoded frames when it labels pixels (a model); an
@@ -333,11 +337,10 @@ class Simulation:
         down, and queue the decoded weights for the edge. Returns the ledger columns."""
         chosen = self.config.link.update_encoder
         sizes = {}
-        for name in UPDATE_ENCODERS:
-            encoded = encode_update(values, mask, encoder=name, base=base)
-            sizes[f"bytes_{name}"] = encoded.compressed_bytes
-            if name == chosen:
-                sent = encoded
+        sent = encode_update(values, mask, encoder=chosen, base=base)
+        for name in UPDATE_ENCODERS if self.config.link.ledger_all_encoders else (chosen,):
+            other = sent if name == chosen else encode_update(values, mask, encoder=name, base=base)
+            sizes[f"bytes_{name}"] = other.compressed_bytes
         weights = decode_update(sent, base)  # what the edge will hold
         state.server_weights = weights  # the server continues from what the edge has
         state.updates += 1
@@ -430,22 +433,25 @@ class AmsScheme(Scheme):
             self.rate_fps = self.sim.adapt.sample_rate_fps
         if "update_interval_s" in changes:
             self.interval_s, self.hibernating = self.sim.adapt.update_interval_s, False
-        self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
-        ready = self._ready(state, t_s)
+        # With an H.264 uplink the interval's samples go up as one stream now, and the server
+        # trains once it has arrived (t_train_s); its training time itself is not simulated.
+        t_train = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
+        ready = self._ready(state, t_s, t_train)
         row = self._row(state, t_s, ready, changes)
         row.update(self._adapt_rates(ready))
         state.next_update_s = t_s + self.interval_s
-        row["update_interval_s"] = self.interval_s  # the interval to the next update
+        row.update(update_interval_s=self.interval_s, t_train_s=t_train)  # interval to the next update
         if not ready:
             row.update(t_arrival_s=math.nan, sent=False)
             return row
-        row.update(self._train_and_send(state, t_s, ready, row["strategy"], row["fraction"]))
+        row.update(self._train_and_send(state, t_train, ready, row["strategy"], row["fraction"]))
         return row
 
-    def _ready(self, state: RunState, t_s: float) -> list[Sample]:
-        """Samples of the last `horizon_s` that have arrived by `t_s` (older ones are dropped)."""
+    def _ready(self, state: RunState, t_s: float, arrived_by_s: float) -> list[Sample]:
+        """Samples of the last `horizon_s` before `t_s` that have arrived by `arrived_by_s`
+        (older ones are dropped)."""
         state.buffer = [s for s in state.buffer if s.t_s >= t_s - self.sim.adapt.horizon_s]
-        return [s for s in state.buffer if s.arrival_s <= t_s + _EPS]
+        return [s for s in state.buffer if s.arrival_s <= arrived_by_s + _EPS]
 
     def _row(self, state: RunState, t_s: float, ready: list[Sample], changes: dict) -> dict:
         adapt = self.sim.adapt
@@ -504,16 +510,16 @@ class OneTimeScheme(AmsScheme):
 
     def update(self, state: RunState, t_s: float) -> dict:
         changes = self.sim.take_policy_changes()
-        self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
-        ready = [s for s in state.buffer if s.arrival_s <= t_s + _EPS]  # all of them: no horizon
+        t_train = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
+        ready = [s for s in state.buffer if s.arrival_s <= t_train + _EPS]  # all of them: no horizon
         row = self._row(state, t_s, ready, changes)
         row.update(strategy="full", fraction=1.0, sample_rate_fps=self.rate_fps, num_new_samples=len(ready),
-                   phi=math.nan, hibernating=False)
+                   phi=math.nan, hibernating=False, t_train_s=t_train)
         state.next_update_s = math.inf
         if not ready:
             row.update(t_arrival_s=math.nan, sent=False)
             return row
-        row.update(self._train_and_send(state, t_s, ready, "full", 1.0))
+        row.update(self._train_and_send(state, t_train, ready, "full", 1.0))
         return row
 
 

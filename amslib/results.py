@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,14 +69,28 @@ class RunResult:
             "downlink_kbps": metrics.kbps(down_bits, duration_s) if duration_s else 0.0,
             "num_updates": int(self.updates["sent"].fillna(False).astype(bool).sum()) if "sent" in self.updates else 0,
             "update_encoder": self.config.link.update_encoder,
-            # model-update bits of the same updates under every encoder (0 when no model is sent)
-            "downlink_kbps_by_encoder": {name: kbps(self._encoder_bits(name)) for name in UPDATE_ENCODERS},
+            # the same model updates under every encoder (0: no model sent; None: not sized,
+            # ledger_all_encoders=false)
+            "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
         }
 
-    def _encoder_bits(self, encoder: str) -> float:
+    def _encoder_kbps(self, encoder: str, kbps: Callable[[float], float]) -> float | None:
         column = f"bytes_{encoder}"
-        return 8.0 * float(self.updates[column].fillna(0).sum()) if column in self.updates else 0.0
+        if column in self.updates:
+            return kbps(8.0 * float(self.updates[column].fillna(0).sum()))
+        sent_models = "num_params" in self.updates and self.updates["num_params"].notna().any()
+        return None if sent_models else 0.0
+
+    def truncated(self, seconds: float) -> "RunResult":
+        """This run as if it had stopped after `seconds` (frames and updates before then), so
+        runs of different lengths compare on the same span."""
+        frames = self.frames[self.frames["t_s"] < seconds - 1e-9].reset_index(drop=True)
+        updates = self.updates
+        if "t_update_s" in updates:
+            updates = updates[updates["t_update_s"] < seconds - 1e-9].reset_index(drop=True)
+        limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
+        return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates)
 
 
 def _pct(value: float) -> float | None:
