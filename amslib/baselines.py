@@ -180,5 +180,6 @@ class RemoteTrackingScheme(KeyFrameScheme):
         state.pending.append(Pending(arrival, state.updates, label=key.label, frame=key.edge_frame))
         row = self.key_row(state, t_s, key, changes)
         row.update(sent=True, t_arrival_s=arrival, stride=self.stride, sample_rate_fps=self.sample_rate_fps(state),
+                   fraction=math.nan,  # no model parameters are sent
                    encoder="label_png", compressed_bytes=label_bytes, downlink_bits=8 * label_bytes)
         return row
