@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lab student bench clean
+.PHONY: demo test lab student bench claims clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# The paper's claims against measurements on synthetic:street: writes docs/claims.md.
+claims: $(VENV)/.installed
+	$(BIN)/python -m amslib claims
 
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/

@@ -156,6 +156,93 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"final loss {losses[-1]:.4f}; wrote {out}")
 
 
+def _sweep_base(args: argparse.Namespace, extra: dict | None = None):
+    """The base config of a sweep or of claims: preset, then `extra`, then --set."""
+    from amslib.config import parse_set_args, preset, with_overrides
+
+    overrides = {"video": args.video, **(extra or {}), **parse_set_args(args.set or [])}
+    if args.student:
+        overrides["student"] = args.student
+    return with_overrides(preset(args.preset), overrides)
+
+
+def _job_progress(total: int, desc: str):
+    """A tqdm bar over finished runs; returns (on_result, close)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="run", leave=True, dynamic_ncols=True)
+
+    def on_result(job, result) -> None:
+        bar.update(1)
+        bar.set_postfix_str(job.name[:40])
+    return on_result, bar.close
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from amslib.config import parse_set_args
+    from amslib.experiments import EXPERIMENTS, experiment_jobs, parse_axes, run_sweep, save_sweep
+    from amslib.experiments import Sweep, sweep_figures, sweep_table
+
+    extra = {"max_seconds": args.quick} if args.quick else {}
+    base = _sweep_base(args, extra)
+    axes = parse_axes(base, parse_set_args(args.axis or []))
+    options = dict(labels=args.labels, label_set=args.label_set, manifest=args.manifest)
+    jobs = experiment_jobs(args.experiment, base, quick=bool(args.quick), axes=axes, **options)
+    on_result, close = _job_progress(len(jobs), args.experiment)
+    try:
+        results = run_sweep(jobs, workers=args.workers, cluster=args.cluster, on_result=on_result)
+    finally:
+        close()
+    table = sweep_table(jobs, results)
+    figures = sweep_figures(table, heatmap=EXPERIMENTS[args.experiment].heatmap, title=args.experiment)
+    out = save_sweep(Sweep(args.experiment, jobs, results, table, figures), args.out)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"wrote {out / 'table.csv'}, {out / 'report.html'} and {len(jobs)} runs under {out / 'runs'}")
+
+
+def cmd_claims(args: argparse.Namespace) -> None:
+    from amslib.claims import QUICK_SPANS, ClaimSpans, claim_jobs, claims_base, run_claims, write_claims
+    from amslib.config import parse_set_args, preset, with_overrides
+
+    street = with_overrides(claims_base(preset(args.preset)), {"video": "synthetic:street",
+                                                               **parse_set_args(args.set or [])})
+    if args.student:
+        street = with_overrides(street, {"student": args.student})
+    clip = with_overrides(street, {"video": args.video}) if args.video and args.video != street.video else None
+    if clip is not None and not clip.video.startswith("synthetic:") and not args.labels:
+        raise ValueError(f"video '{args.video}' needs a teacher: give a label folder (--labels DIR)")
+    spans = QUICK_SPANS if args.quick else ClaimSpans()
+    total = len(claim_jobs(street, spans)) + (len(claim_jobs(clip, spans)) if clip else 0)
+    on_result, close = _job_progress(total, "claims")
+    command = _claims_command(args)
+    try:
+        report = run_claims(street, spans=spans, clip=clip, labels=args.labels, label_set=args.label_set,
+                            manifest=args.manifest, workers=args.workers, cluster=args.cluster,
+                            command=command, on_result=on_result)
+    finally:
+        close()
+    path = write_claims(report, args.out, runs_dir=args.runs)
+    for video, claims in report.claims.items():
+        for c in claims:
+            print(f"[{video}] {c.key:<10} {'holds' if c.holds else 'DOES NOT HOLD'}: {c.measured}"
+                  + ("" if c.holds else f" ({c.reason})"))
+    print(f"wrote {path} and the runs under {args.runs}")
+
+
+def _claims_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces a claims document (written into it)."""
+    parts = ["python -m amslib claims"]
+    for flag, value in (("--video", args.video), ("--labels", args.labels), ("--preset", args.preset),
+                        ("--student", args.student)):
+        if value and not (flag == "--preset" and value == "laptop"):
+            parts.append(f"{flag} {value}")
+    if args.set:
+        parts.append("--set " + " ".join(args.set))
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(parts)
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from amslib.bench import run_bench, write_bench
 
@@ -182,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one scheme on one video")
     run.add_argument("--video", default="synthetic:street",
                      help="synthetic:street, a data_manifest.csv video_id, or a local video file")
-    run.add_argument("--scheme", default="ams")
+    run.add_argument("--scheme", default="ams",
+                     help="none, one_time, ams, jit (Just-In-Time) or remote_tracking")
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
     run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
     run.add_argument("--preset", default="laptop")
@@ -201,12 +289,45 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--width-multiplier", type=float, default=1.0)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
+    sweep = sub.add_parser("sweep", help="an experiment's grid of runs, in parallel: table and plots")
+    sweep.add_argument("experiment", help="schemes, strategies, horizon, asr or encoders")
+    _add_sweep_options(sweep)
+    sweep.add_argument("--axis", nargs="*", metavar="KEY=V1,V2",
+                       help="replace the values of a grid axis, e.g. fraction=0.05,0.1")
+    sweep.add_argument("--quick", action="store_const", const=120.0,
+                       help="a small grid on the first 120 s (a fast check)")
+    sweep.add_argument("--out", required=True)
+    sweep.set_defaults(func=cmd_sweep)
+
+    claims = sub.add_parser("claims", help="the paper's claims against measurements: docs/claims.md")
+    _add_sweep_options(claims)
+    claims.set_defaults(video=None)
+    claims.add_argument("--quick", action="store_true", help="short spans (a fast check, not the doc)")
+    claims.add_argument("--out", default="docs/claims.md")
+    claims.add_argument("--runs", default="runs/claims", help="where every run's tables go")
+    claims.set_defaults(func=cmd_claims)
+
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
     bench.add_argument("--markdown", help="also write a report (e.g. docs/BENCHMARKS.md)")
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `sweep` and `claims`."""
+    parser.add_argument("--video", default="synthetic:street",
+                        help="synthetic:street, a data_manifest.csv video_id, or a local video file")
+    parser.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
+    parser.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
+    parser.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    parser.add_argument("--preset", default="laptop")
+    parser.add_argument("--student", help="student weights (.weights.h5)")
+    parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any parameter of every run")
+    parser.add_argument("--workers", type=int, help="parallel runs on this machine (default: one per core)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run on a Dask cluster instead (scheduler address, e.g. tcp://host:8786)")
 
 
 def main(argv: list[str] | None = None) -> int:

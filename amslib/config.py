@@ -10,8 +10,16 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-STRATEGIES = ("gradient_guided", "full")
-SCHEMES = ("none", "one_time", "ams")
+# Parameter-selection strategies (SPEC.md, "Mechanisms"); all but `full` send the same number
+# of scalars, round(fraction * P), so they compare at equal `fraction`.
+STRATEGIES = ("gradient_guided", "full", "first_layers", "last_layers", "first_and_last", "random")
+# `jit` and `remote_tracking` are the paper's baselines (SPEC.md, "Baselines"); amslib/baselines.py.
+SCHEMES = ("none", "one_time", "ams", "jit", "remote_tracking")
+# How a model update is written for the downlink (amslib/codec.py): the original's bitmask +
+# float16 + gzip, and two of ours (delta-coded indices + LZMA; optionally 8-bit values).
+UPDATE_ENCODERS = ("original", "sparse_f16", "sparse_q8")
+UPLINK_CODECS = ("png", "h264")
+_SUBCONFIGS = ("adapt", "link", "eval", "baseline")
 
 
 class ConfigError(ValueError):
@@ -38,6 +46,10 @@ class AdaptConfig:
     strategy: str = "gradient_guided"
     reset_to_pretrained: bool = True  # the original restored pretrained weights each update
     one_time_s: float = 60.0  # the One-Time baseline trains on the first 60 s only
+    asr: bool = False  # adaptive sampling rate: r follows the scene's change (SPEC.md, "ASR")
+    atr: bool = False  # adaptive training rate: longer intervals while r stays low; needs asr
+    asr_min_fps: float = 0.1  # ASR clips r to [asr_min_fps, asr_max_fps]
+    asr_max_fps: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.update_interval_s > 0, f"update_interval_s must be > 0 seconds, got {self.update_interval_s}")
@@ -50,21 +62,46 @@ class AdaptConfig:
         _check(0 < self.fraction <= 1, f"fraction must be in (0, 1], got {self.fraction}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         _check(self.one_time_s > 0, f"one_time_s must be > 0 seconds, got {self.one_time_s}")
+        _check(0 < self.asr_min_fps <= self.asr_max_fps <= 60,
+               f"need 0 < asr_min_fps <= asr_max_fps <= 60, got {self.asr_min_fps} and {self.asr_max_fps}")
+        # ATR reads the history of ASR's rates; without ASR that history is constant.
+        _check(self.asr or not self.atr, "atr=true needs asr=true (ATR follows the rates ASR chooses)")
 
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """The network between edge and server. `None` bandwidth means unlimited."""
+    """The network between edge and server, and how things are encoded to cross it.
+
+    Each direction has a constant bandwidth (`None`: unlimited) or a trace, a CSV of
+    (time_s, kbps) rows (amslib/link.py); the empty string means no trace.
+    """
 
     uplink_kbps: float | None = None
     downlink_kbps: float | None = None
     latency_s: float = 0.0  # one-way
+    uplink_trace: str = ""  # CSV path of (time_s, kbps); replaces uplink_kbps
+    downlink_trace: str = ""
+    uplink_codec: str = "png"  # sampled frames as PNG (lossless) or an H.264 stream
+    # H.264 target bitrate of the sampled stream at r = 1 frame/s. It scales with the sampling
+    # rate so every sampled frame gets the same budget: a lower r (ASR, key-frame strides)
+    # then sends fewer bits, as the paper's ASR savings imply.
+    h264_kbps: float = 100.0
+    update_encoder: str = "original"  # how model updates are written (UPDATE_ENCODERS)
+    ledger_all_encoders: bool = True  # also size every update with every encoder (the ledger)
 
     def __post_init__(self) -> None:
         for name in ("uplink_kbps", "downlink_kbps"):
             value = getattr(self, name)
             _check(value is None or value > 0, f"{name} must be > 0 Kbps (or none for unlimited), got {value}")
+            trace = getattr(self, name.replace("_kbps", "_trace"))
+            _check(not (trace and value is not None),
+                   f"give {name} or {name.replace('_kbps', '_trace')}, not both")
         _check(self.latency_s >= 0, f"latency_s must be >= 0 seconds, got {self.latency_s}")
+        _check(self.uplink_codec in UPLINK_CODECS,
+               f"uplink_codec must be one of {', '.join(UPLINK_CODECS)}, got '{self.uplink_codec}'")
+        _check(self.h264_kbps > 0, f"h264_kbps must be > 0, got {self.h264_kbps}")
+        _check(self.update_encoder in UPDATE_ENCODERS,
+               f"update_encoder must be one of {', '.join(UPDATE_ENCODERS)}, got '{self.update_encoder}'")
 
 
 @dataclass(frozen=True)
@@ -77,6 +114,28 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _check(self.window_s > 0, f"window_s must be > 0 seconds, got {self.window_s}")
         _check(self.warmup_s >= 0, f"warmup_s must be >= 0 seconds, got {self.warmup_s}")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Parameters of the Just-In-Time and remote-tracking baselines (SPEC.md, "Baselines").
+
+    Strides are in frames of the run's `fps`, as in Mullapudi et al. (at the laptop preset's
+    5 fps, 8 frames are 1.6 s; at the original 30 fps they were 0.27 s).
+    """
+
+    jit_threshold: float = 0.9  # train while the student's mIoU on a key frame is below this
+    jit_u_max: int = 8  # at most this many training steps per key frame
+    jit_min_stride: int = 8  # delta: frames between key frames, kept in [min, max]
+    jit_max_stride: int = 64
+    tracking_stride: int = 8  # remote tracking: the edge sends every tracking_stride-th frame
+
+    def __post_init__(self) -> None:
+        _check(0 < self.jit_threshold <= 1, f"jit_threshold must be in (0, 1], got {self.jit_threshold}")
+        _check(self.jit_u_max >= 1, f"jit_u_max must be >= 1, got {self.jit_u_max}")
+        _check(1 <= self.jit_min_stride <= self.jit_max_stride,
+               f"need 1 <= jit_min_stride <= jit_max_stride, got {self.jit_min_stride} and {self.jit_max_stride}")
+        _check(self.tracking_stride >= 1, f"tracking_stride must be >= 1 frame, got {self.tracking_stride}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +157,7 @@ class RunConfig:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     link: LinkConfig = field(default_factory=LinkConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     def __post_init__(self) -> None:
         _check(self.scheme in SCHEMES, f"scheme must be one of {', '.join(SCHEMES)}, got '{self.scheme}'")
@@ -122,7 +182,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         data = dict(data)
-        nested = {"adapt": AdaptConfig, "link": LinkConfig, "eval": EvalConfig}
+        nested = {"adapt": AdaptConfig, "link": LinkConfig, "eval": EvalConfig,
+                  "baseline": BaselineConfig}
         for key, kind in nested.items():
             if key in data:
                 data[key] = kind(**data[key])
@@ -155,16 +216,16 @@ def preset(name: str) -> RunConfig:
 
 
 def _field_owner(config: RunConfig, key: str) -> tuple[str | None, type]:
-    """Which sub-config ('adapt', 'link', 'eval' or None for the top level) holds `key`."""
+    """Which sub-config ('adapt', 'link', 'eval', 'baseline' or None for the top level) holds `key`."""
     for f in fields(config):
-        if f.name == key and f.name not in ("adapt", "link", "eval"):
+        if f.name == key and f.name not in _SUBCONFIGS:
             return None, type(config)
-    for sub in ("adapt", "link", "eval"):
+    for sub in _SUBCONFIGS:
         if key in {f.name for f in fields(getattr(config, sub))}:
             return sub, type(getattr(config, sub))
     known = sorted(
-        [f.name for f in fields(config) if f.name not in ("adapt", "link", "eval")]
-        + [f.name for sub in ("adapt", "link", "eval") for f in fields(getattr(config, sub))]
+        [f.name for f in fields(config) if f.name not in _SUBCONFIGS]
+        + [f.name for sub in _SUBCONFIGS for f in fields(getattr(config, sub))]
     )
     raise ConfigError(f"unknown parameter '{key}'; known parameters: {', '.join(known)}")
 
@@ -194,7 +255,7 @@ def with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """A copy of `config` with flat `key: value` overrides (values may be strings, as from
     `--set key=value`), each routed to the sub-config that owns the key."""
     top: dict[str, Any] = {}
-    subs: dict[str, dict[str, Any]] = {"adapt": {}, "link": {}, "eval": {}}
+    subs: dict[str, dict[str, Any]] = {sub: {} for sub in _SUBCONFIGS}
     for key, value in overrides.items():
         owner, _ = _field_owner(config, key)
         current = getattr(config if owner is None else getattr(config, owner), key)

@@ -11,7 +11,8 @@ from plotly.subplots import make_subplots
 from amslib.labels import LabelSet
 from amslib.results import RunResult
 
-SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4"}
+SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4", "jit": "#d62728",
+                 "remote_tracking": "#2ca02c"}
 
 
 def cumulative_kbps(event_t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray,
@@ -85,3 +86,64 @@ def comparison_strip(frames: np.ndarray, labels: np.ndarray, predictions: dict[s
         for j in range(m):
             canvas.paste(Image.fromarray(images[j]), (margin + j * (w + pad), y))
     return canvas
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """(N,) bool: the points no other point beats (no cost as low with a value as high, one
+    of them strictly). cost, value: (N,) floats; NaN values are never on the front."""
+    cost, value = np.asarray(cost, float), np.asarray(value, float)
+    front = ~np.isnan(value)
+    for i in np.flatnonzero(front):
+        others = ~np.isnan(value) & (np.arange(len(cost)) != i)
+        dominated = others & (cost <= cost[i]) & (value >= value[i]) & ((cost < cost[i]) | (value > value[i]))
+        front[i] = not dominated.any()
+    return front
+
+
+def pareto_figure(table, *, title: str, x: str = "downlink_kbps", y: str = "miou_window") -> go.Figure:
+    """mIoU (%) against downlink Kbps per run of a sweep table, the Pareto front joined."""
+    front = pareto_front(table[x].to_numpy(float), table[y].to_numpy(float))
+    colors = [SCHEME_COLORS.get(s, "#1f77b4") for s in table.get("scheme", ["ams"] * len(table))]
+    fig = go.Figure()
+    fig.add_scatter(x=table[x], y=table[y], mode="markers+text", text=table["run"], textposition="top center",
+                    marker=dict(size=10, color=colors, symbol=["star" if f else "circle" for f in front]),
+                    name="runs")
+    on_front = table[front].sort_values(x)
+    fig.add_scatter(x=on_front[x], y=on_front[y], mode="lines", line=dict(dash="dot", color="#444"),
+                    name="Pareto front")
+    fig.update_layout(title=title, template="plotly_white", height=500,
+                      xaxis_title="downlink (Kbps, 1 Kbps = 1000 bit/s)", yaxis_title="mIoU, trailing window (%)")
+    return fig
+
+
+def bars_figure(table, *, title: str) -> go.Figure:
+    """mIoU (%) and up/downlink Kbps of each run of a sweep table, side by side."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mIoU, trailing window (%)", "bandwidth (Kbps)"))
+    fig.add_bar(x=table["run"], y=table["miou_window"], name="mIoU", row=1, col=1)
+    fig.add_bar(x=table["run"], y=table["uplink_kbps"], name="uplink", row=1, col=2)
+    fig.add_bar(x=table["run"], y=table["downlink_kbps"], name="downlink", row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white", height=450, barmode="group")
+    return fig
+
+
+def heatmap_figure(table, *, x: str, y: str, title: str, value: str = "miou_window") -> go.Figure:
+    """`value` over a 2-D grid of a sweep table (mean over any other parameters)."""
+    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="mean")
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[str(c) for c in grid.columns],
+                               y=[str(i) for i in grid.index], colorscale="Viridis",
+                               text=np.round(grid.to_numpy(), 1), texttemplate="%{text}",
+                               colorbar=dict(title=value)))
+    fig.update_layout(title=f"{title}: {value} (%)", template="plotly_white", height=450,
+                      xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def figures_html(figures: dict[str, go.Figure], *, title: str, table=None) -> str:
+    """A self-contained HTML page: an optional table, then the figures (plotly.js once)."""
+    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h2>{title}</h2>"]
+    if table is not None:
+        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=1))
+    for k, fig in enumerate(figures.values()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0)))
+    return "".join(parts) + "</body></html>"

@@ -7,14 +7,14 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from amslib import metrics
-from amslib.config import RunConfig
+from amslib.config import UPDATE_ENCODERS, RunConfig
 
 FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE = (
     "frames.csv", "updates.csv", "config.json", "summary.json")
@@ -55,6 +55,7 @@ class RunResult:
         window = self.window_miou()
         per_class = metrics.iou(counts[keep].sum(axis=0))
         down_bits = float(self.updates["downlink_bits"].sum()) if "downlink_bits" in self.updates else 0.0
+        kbps = (lambda bits: metrics.kbps(bits, duration_s)) if duration_s else (lambda bits: 0.0)
         return {
             "scheme": self.config.scheme,
             "video": self.config.video,
@@ -66,9 +67,30 @@ class RunResult:
             "iou_per_class": {c: _pct(v) for c, v in zip(self.classes, per_class)},
             "uplink_kbps": metrics.kbps(float(self.frames["uplink_bits"].sum()), duration_s) if duration_s else 0.0,
             "downlink_kbps": metrics.kbps(down_bits, duration_s) if duration_s else 0.0,
-            "num_updates": int(self.updates["sent"].sum()) if "sent" in self.updates else 0,
+            "num_updates": int(self.updates["sent"].fillna(False).astype(bool).sum()) if "sent" in self.updates else 0,
+            "update_encoder": self.config.link.update_encoder,
+            # the same model updates under every encoder (0: no model sent; None: not sized,
+            # ledger_all_encoders=false)
+            "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
         }
+
+    def _encoder_kbps(self, encoder: str, kbps: Callable[[float], float]) -> float | None:
+        column = f"bytes_{encoder}"
+        if column in self.updates:
+            return kbps(8.0 * float(self.updates[column].fillna(0).sum()))
+        sent_models = "num_params" in self.updates and self.updates["num_params"].notna().any()
+        return None if sent_models else 0.0
+
+    def truncated(self, seconds: float) -> "RunResult":
+        """This run as if it had stopped after `seconds` (frames and updates before then), so
+        runs of different lengths compare on the same span."""
+        frames = self.frames[self.frames["t_s"] < seconds - 1e-9].reset_index(drop=True)
+        updates = self.updates
+        if "t_update_s" in updates:
+            updates = updates[updates["t_update_s"] < seconds - 1e-9].reset_index(drop=True)
+        limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
+        return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates)
 
 
 def _pct(value: float) -> float | None:

@@ -3,6 +3,13 @@
 Gradient-guided selection (SPEC.md, "Mechanisms"): take one Adam step on all parameters,
 rank every scalar by |change|, keep the top `fraction`, revert the rest, then train the
 remaining steps changing only the kept ones. The mask is recomputed at every update.
+
+The other strategies fix the mask before training and train all `iterations` steps inside
+it; each picks exactly round(fraction * P) scalars, so all compare at equal `fraction`:
+`first_layers` / `last_layers` take the first / last scalars in the model's parameter
+order (input to output; the boundary layer is cut part-way to keep the count exact),
+`first_and_last` half from each end, `random` a fresh uniform draw at every update.
+`full` trains and sends every parameter.
 """
 from __future__ import annotations
 
@@ -27,9 +34,36 @@ class TrainResult:
 def top_fraction_mask(delta: np.ndarray, fraction: float) -> np.ndarray:
     """(P,) bool selecting exactly round(fraction * P) scalars (at least 1) with the largest
     |delta|; the same count for every strategy keeps them comparable at equal `fraction`."""
-    k = min(delta.size, max(1, int(round(fraction * delta.size))))
+    k = selection_count(delta.size, fraction)
     mask = np.zeros(delta.size, bool)
     mask[np.argpartition(np.abs(delta), delta.size - k)[delta.size - k:]] = True
+    return mask
+
+
+MASKED_STRATEGIES = ("first_layers", "last_layers", "first_and_last", "random")
+
+
+def selection_count(num_params: int, fraction: float) -> int:
+    """round(fraction * P), at least 1 and at most P: the scalars every strategy sends."""
+    return min(num_params, max(1, int(round(fraction * num_params))))
+
+
+def strategy_mask(strategy: str, num_params: int, fraction: float, *,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(P,) bool of the scalars a fixed-mask strategy trains (see the module docstring)."""
+    k = selection_count(num_params, fraction)
+    mask = np.zeros(num_params, bool)
+    if strategy == "first_layers":
+        mask[:k] = True
+    elif strategy == "last_layers":
+        mask[num_params - k:] = True
+    elif strategy == "first_and_last":
+        mask[:k // 2] = True
+        mask[num_params - (k - k // 2):] = True
+    elif strategy == "random":
+        mask[rng.choice(num_params, size=k, replace=False)] = True
+    else:
+        raise ValueError(f"'{strategy}' is not a fixed-mask strategy; use one of {', '.join(MASKED_STRATEGIES)}")
     return mask
 
 
@@ -72,7 +106,7 @@ class Trainer:
             v.assign(tf.zeros_like(v))
         self.optimizer.learning_rate.assign(lr)
 
-    def _set_mask(self, mask: np.ndarray | None, base: np.ndarray) -> None:
+    def _set_mask(self, mask: np.ndarray | None, base: np.ndarray | None) -> None:
         """Restrict the following steps to `mask` (None: all parameters) around `base`."""
         if mask is None:
             for m in self._masks:
@@ -99,21 +133,37 @@ class Trainer:
                strategy: str, fraction: float, iterations: int, batch_size: int, lr: float,
                rng: np.random.Generator) -> TrainResult:
         """One server update from `base` (P,) float32: train, select, return the new values."""
+        if strategy not in ("full", "gradient_guided", *MASKED_STRATEGIES):
+            raise ValueError(f"unknown strategy '{strategy}'; use one of full, gradient_guided, "
+                             + ", ".join(MASKED_STRATEGIES))
         set_flat_weights(self.model, base)
         self.reset_optimizer(lr=lr)
+        fit = dict(batch_size=batch_size, rng=rng)
+        if strategy in MASKED_STRATEGIES:
+            mask = strategy_mask(strategy, base.size, fraction, rng=rng)
+            self._set_mask(mask, base)
+            losses = self.fit(frames, labels, steps=iterations, **fit)
+            return TrainResult(flat_weights(self.model), mask, tuple(losses))
         self._set_mask(None, base)
-        losses = self.fit(frames, labels, steps=1, batch_size=batch_size, rng=rng)
+        losses = self.fit(frames, labels, steps=1, **fit)
         if strategy == "full":
-            losses += self.fit(frames, labels, steps=iterations - 1, batch_size=batch_size, rng=rng)
+            losses += self.fit(frames, labels, steps=iterations - 1, **fit)
             return TrainResult(flat_weights(self.model), None, tuple(losses))
-        if strategy != "gradient_guided":
-            raise ValueError(f"unknown strategy '{strategy}'; use gradient_guided or full")
         after_one = flat_weights(self.model)
         mask = top_fraction_mask(after_one - base, fraction)
         set_flat_weights(self.model, np.where(mask, after_one, base))  # revert the rest
         self._set_mask(mask, base)
-        losses += self.fit(frames, labels, steps=iterations - 1, batch_size=batch_size, rng=rng)
+        losses += self.fit(frames, labels, steps=iterations - 1, **fit)
         return TrainResult(flat_weights(self.model), mask, tuple(losses))
+
+    def step_on(self, frames: np.ndarray, labels: np.ndarray) -> float:
+        """One Adam step on all parameters with exactly this batch (N, H, W, 3) uint8 and
+        (N, H, W) uint8, keeping the optimizer's state (Just-In-Time's online training)."""
+        return float(self._step(frames, labels))
+
+    def unmask(self) -> None:
+        """Let every parameter move in the following steps."""
+        self._set_mask(None, None)
 
 
 def pretrain(model: keras.Model, frames: np.ndarray, labels: np.ndarray, *, steps: int,

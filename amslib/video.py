@@ -17,7 +17,10 @@ from PIL import Image
 from amslib.labels import CITYSCAPES19, LabelSet, get_label_set
 
 SYNTHETIC_PREFIX = "synthetic:"
-SYNTHETIC_VIDEOS = ("street",)
+SYNTHETIC_VIDEOS = ("street", "parked")
+# `synthetic:parked`: the street's first minutes played this many times slower, a camera that
+# barely moves through an unchanging scene (the static case of ASR; SPEC.md, "Mechanisms").
+PARKED_SLOW_MOTION = 10.0
 
 
 class VideoError(ValueError):
@@ -56,16 +59,20 @@ class Video:
 
 
 class SyntheticVideo(Video):
-    """`synthetic:street` rendered at the working resolution; exact labels available."""
+    """`synthetic:street` rendered at the working resolution; exact labels available.
+    `slow_motion` > 1 shows the street's first duration/slow_motion seconds over the whole
+    duration (`synthetic:parked`)."""
 
-    def __init__(self, *, height: int, fps: float, seed: int, duration_s: float | None = None) -> None:
+    def __init__(self, *, height: int, fps: float, seed: int, duration_s: float | None = None,
+                 slow_motion: float = 1.0) -> None:
         from amslib.synthetic import CLASSES, StreetConfig, SyntheticStreet
 
-        config = StreetConfig(seed=seed, fps=fps, height=height,
+        config = StreetConfig(seed=seed, fps=fps * slow_motion, height=height,
                               **({} if duration_s is None else {"duration_s": duration_s}))
         self.street = SyntheticStreet(config)
-        super().__init__(key=f"synthetic-street-s{seed}-h{height}-f{fps:g}-d{config.duration_s:g}",
-                         fps=fps, num_frames=self.street.num_frames, height=height,
+        slow = "" if slow_motion == 1 else f"-slow{slow_motion:g}"
+        super().__init__(key=f"synthetic-street-s{seed}-h{height}-f{fps:g}-d{config.duration_s:g}{slow}",
+                         fps=fps, num_frames=int(self.street.num_frames / slow_motion), height=height,
                          width=self.street.width, classes=CLASSES, label_set=CITYSCAPES19)
 
     def frames(self, start: int, stop: int) -> np.ndarray:
@@ -153,7 +160,8 @@ def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
         if name not in SYNTHETIC_VIDEOS:
             raise VideoError(f"unknown synthetic video '{spec}'; built in: "
                              + ", ".join(SYNTHETIC_PREFIX + n for n in SYNTHETIC_VIDEOS))
-        return SyntheticVideo(height=height, fps=fps, seed=seed, duration_s=duration_s)
+        return SyntheticVideo(height=height, fps=fps, seed=seed, duration_s=duration_s,
+                              slow_motion=PARKED_SLOW_MOTION if name == "parked" else 1.0)
     path = Path(spec)
     if path.suffix or os.sep in spec or path.exists():
         return FileVideo(path, height=height, fps=fps, classes=classes or CITYSCAPES19.names,

@@ -48,3 +48,30 @@ def test_json_round_trip():
     c = with_overrides(preset("laptop"), {"fraction": 0.2, "latency_s": 0.5})
     assert RunConfig.from_dict(c.to_dict()) == c
     assert isinstance(RunConfig.from_dict(c.to_dict()).adapt, AdaptConfig)
+
+
+@pytest.mark.parametrize("items, match", [
+    (["atr=true"], "atr=true needs asr=true"),
+    (["update_encoder=zip"], "update_encoder must be one of"),
+    (["uplink_codec=av1"], "uplink_codec must be one of"),
+    (["uplink_kbps=100", "uplink_trace=up.csv"], "give uplink_kbps or uplink_trace, not both"),
+    (["jit_threshold=0"], r"jit_threshold must be in \(0, 1\]"),
+    (["jit_min_stride=16", "jit_max_stride=8"], "jit_min_stride <= jit_max_stride"),
+    (["asr_min_fps=0.5", "asr_max_fps=0.2"], "asr_min_fps <= asr_max_fps"),
+])
+def test_new_parameters_are_validated(items, match):
+    with pytest.raises(ConfigError, match=match):
+        with_overrides(preset("laptop"), parse_set_args(items))
+
+
+def test_every_strategy_scheme_and_baseline_parameter_is_settable():
+    from amslib.config import SCHEMES, STRATEGIES
+    assert set(STRATEGIES) >= {"full", "gradient_guided", "first_layers", "last_layers", "first_and_last", "random"}
+    assert set(SCHEMES) >= {"none", "one_time", "ams", "jit", "remote_tracking"}
+    c = with_overrides(preset("laptop"), parse_set_args(
+        ["scheme=jit", "strategy=random", "jit_threshold=0.7", "tracking_stride=4", "asr=true", "atr=true",
+         "update_encoder=sparse_q8", "uplink_codec=h264", "h264_kbps=150", "downlink_trace=down.csv"]))
+    assert (c.scheme, c.adapt.strategy, c.baseline.jit_threshold, c.baseline.tracking_stride) == ("jit", "random", 0.7, 4)
+    assert c.adapt.asr and c.adapt.atr and c.link.update_encoder == "sparse_q8"
+    assert (c.link.uplink_codec, c.link.h264_kbps, c.link.downlink_trace) == ("h264", 150.0, "down.csv")
+    assert RunConfig.from_dict(c.to_dict()) == c

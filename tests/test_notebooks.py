@@ -11,9 +11,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # Small values for the parameter names the notebooks share; each notebook receives those its
 # parameters cell declares. "student" is filled in by the fixture below.
 SMALL = {"max_seconds": 40, "height": 64, "iterations": 2, "autorun": True, "change_at_update": 1}
-PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05}}  # by notebook file name
+PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
+                "02_experiments.ipynb": {"experiment": "encoders", "workers": 1,
+                                         "axes": {"update_encoder": ("original", "sparse_q8")}}}
 # Text that must appear in a notebook's outputs: 01's ledger records the mid-run change.
-EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05"}
+EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05", "02_experiments.ipynb": "sparse_q8"}
 
 
 def parameters_index(nb: nbformat.NotebookNode) -> int:

@@ -1,0 +1,156 @@
+"""Sweeps and claims: grids, the tidy table, plots, parallel runs (processes and a local Dask
+cluster), and docs/claims.md on a tiny synthetic street."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amslib.claims import CLAIM_TEXT, ClaimSpans, claim_jobs, claims_base, claims_markdown, run_claims, write_claims
+from amslib.cli import main
+from amslib.config import AdaptConfig, BaselineConfig, ConfigError, EvalConfig, RunConfig, with_overrides
+from amslib.experiments import (EXPERIMENTS, Job, experiment_jobs, grid_jobs, parse_axes, run_experiment,
+                                run_sweep, sweep_table)
+from amslib.plots import pareto_front
+
+TINY_SET = ["height=32", "fps=1", "duration_s=20", "width_multiplier=0.35", "head_channels=16", "edge_batch=8",
+            "iterations=2", "first_update_s=5", "update_interval_s=5", "horizon_s=20", "batch_size=2",
+            "one_time_s=10", "warmup_s=0", "window_s=4", "jit_u_max=1"]
+
+
+@pytest.fixture(scope="module")
+def base(tiny_student):
+    """synthetic:street at 32x64, 1 fps, 20 s, with the tiny student: seconds per run."""
+    return RunConfig(video="synthetic:street", height=32, fps=1.0, duration_s=20.0, student=str(tiny_student),
+                     width_multiplier=0.35, head_channels=16, edge_batch=8,
+                     adapt=AdaptConfig(iterations=2, first_update_s=5, update_interval_s=5, horizon_s=20,
+                                       batch_size=2, one_time_s=10),
+                     eval=EvalConfig(warmup_s=0, window_s=4), baseline=BaselineConfig(jit_u_max=1))
+
+
+# -- grids -------------------------------------------------------------------------------------
+def test_grid_product_filters_and_names(base):
+    jobs = grid_jobs(base, {"strategy": ("gradient_guided", "full"), "fraction": (0.05, 0.2)},
+                     keep=EXPERIMENTS["strategies"].keep)
+    assert [j.name for j in jobs] == ["strategy=gradient_guided,fraction=0.05",
+                                      "strategy=gradient_guided,fraction=0.2", "strategy=full,fraction=0.2"]
+    assert jobs[0].config.adapt.fraction == 0.05 and jobs[2].config.adapt.strategy == "full"
+
+
+def test_asr_grid_never_runs_atr_alone_and_substitutes_the_video(base):
+    jobs = experiment_jobs("asr", base)
+    params = [(j.params["asr"], j.params["atr"], j.params["video"]) for j in jobs]
+    assert (False, True, "synthetic:street") not in params and len(jobs) == 6
+    assert {p[2] for p in params} == {"synthetic:street", "synthetic:parked"}
+    assert all(not (j.config.adapt.atr and not j.config.adapt.asr) for j in jobs)
+
+
+def test_every_experiment_builds_and_axes_parse(base):
+    for name in EXPERIMENTS:
+        assert experiment_jobs(name, base, quick=True)
+    axes = parse_axes(base, {"fraction": "0.05, 0.1", "update_encoder": "sparse_q8"})
+    assert axes == {"fraction": (0.05, 0.1), "update_encoder": ("sparse_q8",)}
+    jobs = experiment_jobs("strategies", base, quick=True, axes={"fraction": (0.3,)})
+    assert {j.config.adapt.fraction for j in jobs} == {0.3}
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        experiment_jobs("vibes", base)
+    with pytest.raises(ConfigError, match="fraction must be"):
+        parse_axes(base, {"fraction": "0.1,7"})
+
+
+def test_pareto_front_known_points():
+    cost = np.array([0.0, 10.0, 20.0, 15.0, 30.0, 40.0])
+    value = np.array([10.0, 40.0, 35.0, 50.0, 50.0, np.nan])
+    # 0: cheapest; 1: best at 10; 2 dominated by 1; 3: best overall; 4 dominated by 3 (same value, dearer)
+    assert list(pareto_front(cost, value)) == [True, True, False, True, False, False]
+
+
+# -- running sweeps ------------------------------------------------------------------------------
+def test_experiment_in_process_writes_table_report_and_runs(base, tmp_path):
+    sweep = run_experiment("encoders", base, quick=True, workers=1, out=tmp_path / "enc")
+    table = pd.read_csv(tmp_path / "enc" / "table.csv")
+    assert list(table["update_encoder"]) == ["original", "sparse_f16", "sparse_q8"]
+    assert {"miou_window", "uplink_kbps", "downlink_kbps", "downlink_kbps_original",
+            "downlink_kbps_sparse_q8"} <= set(table.columns)
+    # every run sizes its updates with every encoder; each sends its own
+    for _, row in table.iterrows():
+        assert row["downlink_kbps"] == pytest.approx(row[f"downlink_kbps_{row['update_encoder']}"])
+    # the lossless sparse encoding changes nothing at the edge but the bits
+    f16, orig = table.set_index("update_encoder").loc[["sparse_f16", "original"], "miou_pooled"]
+    assert f16 == orig
+    assert (tmp_path / "enc" / "report.html").stat().st_size > 10_000
+    assert sorted(p.name for p in (tmp_path / "enc" / "runs").iterdir()) == [
+        "update_encoder=original", "update_encoder=sparse_f16", "update_encoder=sparse_q8"]
+    assert set(sweep.figures) == {"pareto", "bars"}
+
+
+def _pair(base):
+    short = with_overrides(base, {"max_seconds": 10.0})
+    return [Job("none", with_overrides(short, {"scheme": "none"})),
+            Job("ams", with_overrides(short, {"scheme": "ams"}))]
+
+
+def test_local_parallel_sweep_matches_in_process(base):
+    jobs = _pair(base)
+    here = run_sweep(jobs, workers=1)
+    parallel = run_sweep(jobs, workers=2)
+    assert list(parallel) == ["none", "ams"]
+    pd.testing.assert_frame_equal(parallel["none"].frames, here["none"].frames)
+    assert parallel["ams"].summary()["num_updates"] == here["ams"].summary()["num_updates"] == 1  # at 5 s
+
+
+def test_sweep_on_a_local_dask_cluster(base):
+    distributed = pytest.importorskip("distributed")
+    jobs = _pair(base)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        done = run_sweep(jobs, cluster=cluster.scheduler_address)
+    here = run_sweep(jobs[:1], workers=1)
+    pd.testing.assert_frame_equal(done["none"].frames, here["none"].frames)
+    table = sweep_table(jobs, done)
+    assert list(table["run"]) == ["none", "ams"] and table.loc[1, "num_updates"] == 1
+
+
+# -- claims --------------------------------------------------------------------------------------
+def test_claims_document_has_every_claim_with_a_measured_number(base, tmp_path):
+    spans = ClaimSpans(main_s=20.0, ablation_s=15.0, baseline_s=6.0)
+    jobs = claim_jobs(claims_base(base), spans)
+    assert {j.params["run"] for j in jobs} >= {"none", "one_time", "ams", "jit", "remote_tracking", "ams_full",
+                                               "ams_random", "parked", "parked_asr", "ams_sparse_q8"}
+    report = run_claims(claims_base(base), spans=spans, workers=1, command="claims test")
+    claims = report.claims["synthetic:street"]
+    assert [c.key for c in claims] == list(CLAIM_TEXT)
+    for c in claims:
+        assert any(ch.isdigit() for ch in c.measured), c
+        assert c.holds or c.reason, f"{c.key} does not hold but gives no reason"
+    path = write_claims(report, tmp_path / "claims.md", runs_dir=tmp_path / "runs")
+    text = path.read_text()
+    assert "`claims test`" in text and text.count("\n| ") >= len(CLAIM_TEXT) + len(jobs)
+    assert (tmp_path / "runs" / "synthetic_street" / "jit" / "summary.json").is_file()
+    assert "**no**" in claims_markdown(report) or all(c.holds for c in claims)
+
+
+# -- the command line ----------------------------------------------------------------------------
+def test_cli_sweep_writes_files(tmp_path, capsys, tiny_student):
+    out = tmp_path / "sweep"
+    code = main(["sweep", "encoders", "--student", str(tiny_student), "--workers", "1", "--out", str(out),
+                 "--axis", "update_encoder=original,sparse_q8", "--set", *TINY_SET, "max_seconds=10"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert len(pd.read_csv(out / "table.csv")) == 2 and "wrote" in captured.out
+    summary = json.loads((out / "runs" / "update_encoder=sparse_q8" / "summary.json").read_text())
+    assert summary["update_encoder"] == "sparse_q8"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sweep", "vibes", "--out", "{out}"], "unknown experiment 'vibes'"),
+    (["sweep", "strategies", "--axis", "fraction=2", "--out", "{out}"], "fraction must be in"),
+    (["claims", "--video", "{tmp}/clip.mp4", "--out", "{out}"], "needs a teacher"),
+    (["claims", "--set", "atr=true", "--out", "{out}"], "atr=true needs asr=true"),
+])
+def test_cli_sweep_and_claims_errors(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([a.format(tmp=tmp_path, out=out) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert not out.exists()

@@ -1,0 +1,207 @@
+"""Every scheme and strategy on the tiny video: the same interface, the same summary, and
+the rules of ASR/ATR, Just-In-Time and remote tracking."""
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from amslib import metrics
+from amslib.baselines import jit_stride, warp_label
+from amslib.config import STRATEGIES, BaselineConfig, LinkConfig
+from amslib.engine import (Simulation, Students, UpdateEvent, asr_rate, atr_interval,
+                           label_similarity)
+from amslib.link import RateTrace
+from amslib.results import simulate
+from amslib.training import selection_count, strategy_mask
+from conftest import TinyVideo
+from test_engine import TinyOracle, tiny_config
+
+
+@pytest.fixture(scope="module")
+def students(tiny_student):
+    return Students.load(tiny_config(tiny_student), TinyVideo())
+
+
+def run(config, students, video=None, **kw):
+    return simulate(config, video=video or TinyVideo(), teacher=TinyOracle(), students=students, **kw)
+
+
+# -- strategies --------------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy, expected", [
+    ("first_layers", [0, 1, 2]), ("last_layers", [7, 8, 9]), ("first_and_last", [0, 8, 9])])
+def test_fixed_masks_pick_known_scalars(strategy, expected):
+    mask = strategy_mask(strategy, 10, 0.3, rng=np.random.default_rng(0))
+    assert list(np.flatnonzero(mask)) == expected
+
+
+def test_random_mask_has_the_count_and_changes_with_the_draw():
+    rng = np.random.default_rng(0)
+    a, b = strategy_mask("random", 1000, 0.05, rng=rng), strategy_mask("random", 1000, 0.05, rng=rng)
+    assert a.sum() == b.sum() == selection_count(1000, 0.05) == 50 and not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "full"])
+def test_every_strategy_sends_the_same_count_and_only_it_changes(strategy, tiny_student, students):
+    config = tiny_config(tiny_student, strategy=strategy, fraction=0.05)
+    result = run(replace(config, max_seconds=16.0), students)
+    u = result.updates
+    p = int(u["num_params"].iloc[0])
+    assert (u["num_sent"] == round(0.05 * p)).all() and (u["strategy"] == strategy).all()
+
+
+# -- ASR and ATR -------------------------------------------------------------------------------
+def test_asr_rule_known_values():
+    assert asr_rate(1.0, 0.6, min_fps=0.1, max_fps=1.0) == 1.0  # at the target phi: no change
+    assert asr_rate(1.0, 1.0, min_fps=0.1, max_fps=1.0) == pytest.approx(1.0 - 0.2 * math.tanh(8.0))
+    assert asr_rate(0.5, 0.0, min_fps=0.1, max_fps=1.0) == pytest.approx(0.5 + 0.2 * math.tanh(12.0))
+    assert asr_rate(0.15, 1.0, min_fps=0.1, max_fps=1.0) == 0.1  # clipped
+    assert asr_rate(0.4, math.nan, min_fps=0.1, max_fps=1.0) == 0.4  # nothing new: keep r
+
+
+def test_atr_rule_hibernates_grows_and_wakes():
+    tau = 10.0
+    assert atr_interval(10.0, False, [1.0, 0.8, 0.6], tau_s=tau) == (10.0, False)
+    assert atr_interval(10.0, False, [0.2] * 5, tau_s=tau) == (12.0, True)
+    assert atr_interval(58.0, True, [0.2] * 5, tau_s=tau) == (60.0, True)  # capped at 6 tau
+    assert atr_interval(60.0, True, [0.2] * 5, tau_s=tau) == (60.0, True)
+    assert atr_interval(20.0, True, [0.2, 0.2, 0.3, 0.3, 0.3], tau_s=tau) == (22.0, True)  # 0.26: still asleep
+    assert atr_interval(20.0, False, [0.2, 0.2, 0.3, 0.3, 0.3], tau_s=tau) == (20.0, False)
+    assert atr_interval(40.0, True, [0.2, 0.3, 0.4, 0.4, 0.5], tau_s=tau) == (10.0, False)  # 0.36: awake
+
+
+def test_label_similarity_hand_computed():
+    a = np.zeros((4, 4), np.uint8)  # all road (id 0)
+    b = a.copy()
+    b[:, 2:] = 10  # half sky
+    # a -> b: road IoU 8/16, sky IoU 0/8 -> mean 0.25; b -> b: 1.0
+    assert label_similarity(np.stack([b, b]), previous=a, class_ids=(0, 10)) == pytest.approx(0.625)
+    assert label_similarity(np.stack([a]), previous=a, class_ids=(0, 10)) == 1.0
+    assert math.isnan(label_similarity(np.stack([a]), previous=None, class_ids=(0, 10)))
+
+
+def test_asr_lowers_the_rate_on_a_near_static_scene_and_atr_stretches_updates(tiny_student, students):
+    config = tiny_config(tiny_student, asr=True, atr=True)
+    result = run(config, students, video=TinyVideo(seconds=60.0))
+    u = result.updates
+    assert (u["phi"].dropna() > 0.6).all()  # the tiny scene barely changes
+    rates = u["sample_rate_fps"].to_numpy()
+    assert rates[0] < 1.0 and np.all(np.diff(rates) <= 1e-12) and rates[-1] == pytest.approx(0.1)
+    assert u["hibernating"].any() and u["update_interval_s"].max() > 5.0
+    gaps = np.diff(u["t_update_s"].to_numpy())
+    np.testing.assert_allclose(gaps, u["update_interval_s"].to_numpy()[:-1])  # the recorded interval is used
+    # without ASR the edge sends 60 frames (1 per second); with it, far fewer
+    assert (result.frames["uplink_bits"] > 0).sum() < 30
+
+
+# -- the link ----------------------------------------------------------------------------------
+def test_downlink_trace_delays_updates(tiny_student, students, tmp_path):
+    trace = tmp_path / "down.csv"
+    trace.write_text("time_s,kbps\n0,50\n12,5\n")
+    config = replace(tiny_config(tiny_student), link=LinkConfig(downlink_trace=str(trace), latency_s=0.2))
+    result = run(config, students)
+    u = result.updates
+    rate = RateTrace.from_csv(trace)
+    first = u.iloc[0]
+    assert first["t_arrival_s"] == pytest.approx(rate.finish_s(10.0, first["downlink_bits"]) + 0.2)
+    assert (u["t_arrival_s"].diff().dropna() > 0).all() and u["t_arrival_s"].iloc[-1] > 36.0
+
+
+def test_h264_uplink_sends_one_stream_per_update(tiny_student, students):
+    config = replace(tiny_config(tiny_student), link=LinkConfig(uplink_codec="h264", h264_kbps=50.0))
+    result = run(config, students)
+    sent = result.frames.loc[result.frames["uplink_bits"] > 0, "t_s"].to_list()
+    assert sent == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0]  # each update's segment, booked when sent
+    assert list(result.updates["num_samples"]) == [10, 15, 20, 20, 20, 20]
+    # at most about the target bitrate (flat tiny frames need far less than 50 Kbps)
+    assert 0 < result.summary()["uplink_kbps"] < 2 * 50
+
+
+def test_every_encoder_is_in_the_ledger_and_the_edge_applies_the_chosen_one(tiny_student, students):
+    config = replace(tiny_config(tiny_student), max_seconds=20.0, link=LinkConfig(update_encoder="sparse_q8"))
+    result = run(config, students)
+    u = result.updates
+    assert (u["encoder"] == "sparse_q8").all() and (u["compressed_bytes"] == u["bytes_sparse_q8"]).all()
+    assert (u["bytes_sparse_f16"] < u["bytes_original"]).all()
+    by_encoder = result.summary()["downlink_kbps_by_encoder"]
+    assert by_encoder["sparse_q8"] == pytest.approx(result.summary()["downlink_kbps"])
+
+
+# -- Just-In-Time ------------------------------------------------------------------------------
+def test_jit_stride_rule():
+    assert jit_stride(8, True, min_stride=8, max_stride=64) == 16
+    assert jit_stride(64, True, min_stride=8, max_stride=64) == 64
+    assert jit_stride(32, False, min_stride=8, max_stride=64) == 16
+    assert jit_stride(8, False, min_stride=8, max_stride=64) == 8
+
+
+def jit_config(student, **baseline):
+    config = tiny_config(student)
+    return replace(config, scheme="jit", baseline=replace(BaselineConfig(), **baseline))
+
+
+def test_jit_passing_key_frames_double_the_stride_and_send_nothing(tiny_student, students):
+    result = run(jit_config(tiny_student, jit_threshold=0.01), students)
+    u = result.updates
+    assert list(u["key_frame"]) == [0, 16, 48] and list(u["stride"]) == [16, 32, 64]
+    assert not u["sent"].any() and result.summary()["downlink_kbps"] == 0
+    assert (result.frames["uplink_bits"] > 0).sum() == 3
+
+
+def test_jit_failing_key_frames_train_and_send_the_whole_model(tiny_student, students):
+    result = run(replace(jit_config(tiny_student, jit_threshold=1.0, jit_u_max=2), max_seconds=20.0), students)
+    u = result.updates
+    assert list(u["key_frame"]) == [0, 8, 16, 24, 32] and (u["stride"] == 8).all()
+    assert u["sent"].all() and (u["train_steps"] == 2).all()
+    assert (u["num_sent"] == u["num_params"]).all()  # the whole model, every time
+    assert (result.frames.set_index("frame").loc[[1, 9, 17], "model_version"] == [1, 2, 3]).all()
+
+
+# -- remote tracking ---------------------------------------------------------------------------
+def test_warp_label_follows_a_shift():
+    rng = np.random.default_rng(0)
+    texture = (rng.random((40, 80)) * 255).astype(np.uint8)
+    import cv2
+    texture = cv2.GaussianBlur(texture, (0, 0), 2.0)
+    previous = np.repeat(texture[..., None], 3, axis=2)
+    frame = np.roll(previous, 2, axis=1)  # the scene moved 2 px right
+    label = np.zeros((40, 80), np.uint8)
+    label[:, 30:50] = 10
+    warped = warp_label(label, previous, frame)
+    inside = slice(10, 30)
+    np.testing.assert_array_equal(warped[inside, 33:51], 10)
+    assert (warped[inside, 20:31] == 0).all() and (warped[inside, 53:70] == 0).all()
+
+
+def test_remote_tracking_sends_labels_back_after_the_link(tiny_student, students):
+    config = replace(tiny_config(tiny_student), scheme="remote_tracking",
+                     baseline=BaselineConfig(tracking_stride=4), link=LinkConfig(latency_s=0.5))
+    result = run(config, students)
+    u = result.updates
+    assert list(u["key_frame"]) == list(range(0, 80, 4)) and u["sent"].all()
+    np.testing.assert_allclose(u["t_arrival_s"], u["key_frame"] / 2.0 + 1.0)  # up 0.5 s, down 0.5 s
+    assert result.summary()["downlink_kbps"] > 0 and result.summary()["uplink_kbps"] > 0
+    none = run(replace(config, scheme="none"), students)
+    dark = slice(50, None)  # after the drift the tracked teacher labels beat the stale student
+    assert metrics.miou_pooled(result.counts()[dark]) > metrics.miou_pooled(none.counts()[dark]) + 0.1
+
+
+# -- one interface -----------------------------------------------------------------------------
+@pytest.mark.parametrize("scheme", ["none", "one_time", "ams", "jit", "remote_tracking"])
+def test_every_scheme_writes_the_same_summary_and_takes_policy_changes(scheme, tiny_student, students):
+    config = replace(tiny_config(tiny_student), scheme=scheme, max_seconds=14.0)
+    sim = Simulation.create(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
+    rows = []
+    from amslib.results import collect
+
+    def on_event(event):
+        if isinstance(event, UpdateEvent):
+            rows.append(event.row)
+            if len(rows) == 1:
+                sim.set_policy(lr=2e-3)
+    summary = collect(config, sim.video.classes, sim.run(), on_event).summary()
+    reference = run(replace(config, scheme="ams"), students).summary()
+    assert summary.keys() == reference.keys() and summary["scheme"] == scheme
+    assert summary["downlink_kbps_by_encoder"].keys() == reference["downlink_kbps_by_encoder"].keys()
+    if len(rows) > 1:
+        assert rows[1]["policy_changes"] == "lr=0.002"
