@@ -161,6 +161,25 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from amslib import download as dl
+    from amslib.progress import progress_bar
+
+    if args.source:  # a file got by hand: cut only if --start/--end say so
+        name = args.name or (dl.name_for_url(args.video) if "://" in args.video else args.video)
+        request = dl.Request("local", name, args.start, args.end, args.max_height)
+        clip = dl.import_local(args.source, request, out_dir=args.out, fps=args.fps)
+    else:
+        request = dl.request_for(args.video, start_s=args.start, end_s=args.end, max_height=args.max_height,
+                                 name=args.name, manifest=args.manifest)
+        options = dl.Options(retries=args.retries)
+        with progress_bar(request.name, unit="s") as update:
+            clip = dl.fetch(request, out_dir=args.out, options=options,
+                            on_progress=lambda p: update(p.done, p.total))
+    print(f"{'cached' if clip.cached else 'wrote'} {clip.path} ({clip.frames} frames, {clip.fps:g} fps, "
+          f"{clip.duration_s:.1f} s, {clip.width}x{clip.height}; sha256 {clip.sha256[:16]}...)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--width-multiplier", type=float, default=1.0)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
+    down = sub.add_parser("download", help="download a manifest video or a URL (cut, cached, resumable)")
+    down.add_argument("video", help="a data_manifest.csv video_id or a URL (YouTube or a direct file)")
+    down.add_argument("--start", type=float, help="section start in seconds (default: the manifest's)")
+    down.add_argument("--end", type=float, help="section end in seconds (default: the manifest's)")
+    down.add_argument("--max-height", type=int, default=480, help="tallest format to fetch (pixels)")
+    down.add_argument("--out", help="output folder (default: $AMS_DATA_DIR/videos, where run looks)")
+    down.add_argument("--name", help="file name stem (default: the video_id, or the URL's id)")
+    down.add_argument("--from", dest="source", metavar="PATH",
+                      help="import a video, image folder or image tar you downloaded by hand")
+    down.add_argument("--fps", type=float, help="frame rate of images imported with --from")
+    down.add_argument("--retries", type=int, default=3, help="retries of network errors")
+    down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    down.set_defaults(func=cmd_download)
+
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
