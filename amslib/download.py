@@ -782,3 +782,45 @@ def _local_video(source: Path, request: Request, work: Path, fps: float | None) 
     out = work / f"video{source.suffix}"
     shutil.copyfile(source, out)
     return out
+
+
+# --------------------------------------------------------------------------- plain files
+
+
+def fetch_file(url: str, target: str | Path, *, sha256: str | None = None, options: Options = Options(),
+               on_progress: Callable[[Progress], None] | None = None) -> str:
+    """Download a plain file (a model tarball) to `target` with yt-dlp's resumable HTTP
+    downloader; check `sha256` when one is given. Returns the file's sha256.
+
+    Nothing is left at `target` unless the download is complete and the checksum matches;
+    a transient failure keeps yt-dlp's .part file in a hidden folder next to it (resume)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.parts"
+    work.mkdir(exist_ok=True)
+    request = Request(url, target.name.replace(" ", "_"), max_height=None)
+    log, report = _Log(), on_progress or (lambda progress: None)
+
+    def hook(status: dict) -> None:
+        if status.get("status") == "downloading":
+            total = status.get("total_bytes") or status.get("total_bytes_estimate")
+            report(Progress("bytes", float(status.get("downloaded_bytes") or 0), total, "B"))
+
+    info = {**_direct_info(request), "ext": "bin"}
+    params = _params(request, options, log, outtmpl=str(work / "file.bin"), progress_hooks=[hook])
+    try:
+        _with_retries(lambda: _ytdlp(params, lambda ydl: ydl.process_ie_result(dict(info), download=True)),
+                      options, log)
+    except (DownloadError, OSError, *_tool_errors()) as err:
+        error = _as_download_error(err, request, target.parent, log)
+        if classify(str(error)) != "network":
+            shutil.rmtree(work, ignore_errors=True)
+        raise error from None
+    digest = sha256_of(work / "file.bin")
+    if sha256 and digest != sha256.lower():
+        shutil.rmtree(work, ignore_errors=True)
+        raise DownloadError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest}; the "
+                            "file on the server changed or arrived corrupt; nothing was kept")
+    os.replace(work / "file.bin", target)
+    shutil.rmtree(work, ignore_errors=True)
+    return digest
