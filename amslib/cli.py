@@ -108,11 +108,15 @@ def cmd_run(args: argparse.Namespace) -> None:
         overrides["student"] = args.student
     config = with_overrides(preset(args.preset), overrides)
     teacher = LabelFolderTeacher(args.labels) if args.labels else None
+    if args.teacher:
+        teacher = _teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
+    label_set = getattr(teacher, "label_set", None) or args.label_set
     classes = None
     if teacher is not None and not config.video.startswith("synthetic:"):
-        from amslib.labels import get_label_set
-        classes = teacher.present_classes(get_label_set(args.label_set).names)
-    video = open_video_for(config, classes=classes, label_set=args.label_set, manifest=args.manifest)
+        classes = _classes_for(teacher, label_set, args.classes)
+    video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
+    if args.frame_cache:
+        video = _frame_cached(video)
     result, _, _ = _run_one(config, video=video, teacher=teacher)
     out = save_result(result, args.out)
     print(_table({config.scheme: result.summary()}))
@@ -195,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="synthetic:street, a data_manifest.csv video_id, or a local video file")
     run.add_argument("--scheme", default="ams")
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
+    run.add_argument("--teacher", help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR "
+                     "(options after '?'); labels are cached")
+    run.add_argument("--classes", help="important classes, ';'-separated (default: the teacher's or "
+                     "the manifest's)")
+    run.add_argument("--frame-cache", action="store_true",
+                     help="keep decoded frames on disk ($AMS_DATA_DIR/frames) for repeated runs")
     run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
     run.add_argument("--preset", default="laptop")
     run.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
@@ -226,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     down.set_defaults(func=cmd_download)
 
+    _add_label_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -245,3 +256,85 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     return 0
+
+
+# --------------------------------------------------------------------------- teachers, labelling
+
+
+def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None = None):
+    """The teacher of a --teacher spec; model teachers get the on-disk label cache."""
+    from amslib.teacher import CachedTeacher, LabelFolderTeacher, OracleTeacher, default_cache_root
+    from amslib.teachers_models import parse_teacher
+
+    if labels:
+        raise ValueError("give --labels DIR or --teacher SPEC, not both (labels:DIR is a teacher spec)")
+    teacher = parse_teacher(spec, default_label_set=label_set)
+    if isinstance(teacher, (OracleTeacher, LabelFolderTeacher)):
+        return teacher
+    cached = CachedTeacher(teacher, default_cache_root())
+    cached.label_set = teacher.label_set
+    cached.classes = getattr(teacher, "classes", None)
+    return cached
+
+
+def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...]:
+    """--classes, else the classes a label folder holds or a model can output, else all."""
+    from amslib.labels import get_label_set
+    from amslib.teacher import LabelFolderTeacher
+
+    names = get_label_set(label_set).names
+    if classes:
+        return tuple(c.strip() for c in classes.replace(",", ";").split(";") if c.strip())
+    if isinstance(teacher, LabelFolderTeacher):
+        return teacher.present_classes(names)
+    return tuple(getattr(teacher, "classes", None) or names)
+
+
+def _frame_cached(video):
+    from amslib.video import CachedVideo, FileVideo, videos_dir
+
+    return CachedVideo(video, videos_dir().parent / "frames") if isinstance(video, FileVideo) else video
+
+
+def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set: str | None,
+                        manifest: str | None):
+    """Open a video at `fps`, or a file at its own frame rate when fps is None."""
+    from amslib.video import FileVideo, open_video
+
+    options = dict(height=height, label_set=label_set, manifest=manifest)
+    if fps is None and Path(spec).is_file():
+        from amslib.download import probe
+
+        fps = probe(spec).fps  # reads the header only: cheaper than opening the video twice
+    video = open_video(spec, fps=fps or 10.0, **options)
+    if fps is None and isinstance(video, FileVideo) and video.native_fps != video.fps:
+        video = open_video(spec, fps=video.native_fps, **options)
+    return video
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from amslib.progress import progress_bar
+    from amslib.teacher import default_cache_root, label_video
+    from amslib.teachers_models import parse_teacher
+
+    teacher = parse_teacher(args.teacher, default_label_set=args.label_set)
+    video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=args.manifest,
+                                label_set=teacher.label_set or args.label_set)
+    with progress_bar("label", unit="frame", total=video.num_frames) as update:
+        report = label_video(video, teacher, args.out, cache_root=default_cache_root(), on_progress=update)
+    source = "from the cache" if report.cached else f"with {teacher.name}"
+    print(f"wrote {report.frames} labels ({video.height}x{video.width}, {video.fps:g} fps) to "
+          f"{report.out_dir} {source} in {report.seconds:.2f} s")
+
+
+def _add_label_parser(sub) -> None:
+    label = sub.add_parser("label", help="label every frame of a video with a teacher (gt_%%06d.png)")
+    label.add_argument("--video", required=True, help="a local video file, a manifest video_id or synthetic:street")
+    label.add_argument("--teacher", required=True,
+                       help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR (options after '?')")
+    label.add_argument("--out", required=True, help="folder for gt_%%06d.png (native frame index)")
+    label.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
+    label.add_argument("--fps", type=float, help="frames per second to label (default: every frame)")
+    label.add_argument("--label-set", default="cityscapes19", help="label set of a labels:DIR teacher")
+    label.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    label.set_defaults(func=cmd_label)

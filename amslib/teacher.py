@@ -110,6 +110,13 @@ def write_label_png(label: np.ndarray, path: Path) -> None:
         raise
 
 
+def default_cache_root() -> Path:
+    """Where teacher labels are cached: next to `videos_dir()` ($AMS_DATA_DIR/labels)."""
+    from amslib.video import videos_dir
+
+    return videos_dir().parent / "labels"
+
+
 def label_cache_dir(root: Path, video: Video, teacher: Teacher) -> Path:
     """The cache folder of (video content + resolution + fps, teacher)."""
     digest = hashlib.sha1(f"{video.key}|{teacher.name}|{video.height}x{video.width}".encode()).hexdigest()
@@ -178,40 +185,49 @@ class LabelReport:
     seconds: float
 
 
-def _cache_complete(folder: Path, video: Video, teacher: Teacher) -> bool:
+def _cached_count(folder: Path, video: Video, teacher: Teacher) -> int | None:
+    """The number of labels a complete cache folder holds, or None if it is not complete."""
     try:
         done = json.loads((folder / DONE_FILE).read_text())
     except (OSError, ValueError):
-        return False
-    return done == {"frames": video.num_frames, "video": video.key, "teacher": teacher.name}
+        return None
+    if done.get("video") != video.key or done.get("teacher") != teacher.name:
+        return None
+    return int(done["frames"])
 
 
 def _fill_cache(video: Video, teacher: Teacher, folder: Path, *, chunk: int,
-                on_progress: Callable[[int, int], None]) -> None:
-    """Label every frame into folder (processed index); chunks already there are kept, so
-    an interrupted call resumes; done.json marks the folder complete."""
+                on_progress: Callable[[int, int], None]) -> int:
+    """Label every frame into folder (processed index); returns the number of frames.
+
+    Chunks already there are kept, so an interrupted call resumes; done.json marks the
+    folder complete. A video may end before its header said: the count is what was read."""
     folder.mkdir(parents=True, exist_ok=True)
-    total = video.num_frames
+    total = count = video.num_frames
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)
         paths = [folder / (LABEL_PATTERN % i) for i in range(start, stop)]
         if not all(p.is_file() for p in paths):
             frames = video.frames(start, stop)
-            for label, path in zip(teacher.labels(video, start, start + len(frames), frames=frames), paths):
+            labels = teacher.labels(video, start, start + len(frames), frames=frames)
+            for label, path in zip(labels, paths):
                 write_label_png(label, path)
+            if len(frames) < stop - start:
+                count = start + len(frames)
+                break
         on_progress(stop, total)
-    done = {"frames": total, "video": video.key, "teacher": teacher.name}
-    (folder / DONE_FILE).write_text(json.dumps(done))
+    (folder / DONE_FILE).write_text(json.dumps({"frames": count, "video": video.key, "teacher": teacher.name}))
+    return count
 
 
-def _publish(folder: Path, video: Video, out_dir: Path) -> None:
+def _publish(folder: Path, video: Video, count: int, out_dir: Path) -> None:
     """Copy the cached labels to out_dir, renamed to native frame indices. They are staged
     in a hidden sibling folder first, so a failure leaves no partial output."""
     staging = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        for i in range(video.num_frames):
+        for i in range(count):
             shutil.copyfile(folder / (LABEL_PATTERN % i), staging / (LABEL_PATTERN % _native_index(video, i)))
         out_dir.mkdir(parents=True, exist_ok=True)
         for path in staging.iterdir():
@@ -231,10 +247,11 @@ def label_video(video: Video, teacher: Teacher, out_dir: str | Path, *, cache_ro
     tic = time.perf_counter()
     report = on_progress or (lambda done, total: None)
     folder = label_cache_dir(Path(cache_root), video, teacher)
-    cached = _cache_complete(folder, video, teacher)
+    count = _cached_count(folder, video, teacher)
+    cached = count is not None
     if not cached:
-        _fill_cache(video, teacher, folder, chunk=chunk, on_progress=report)
-    report(video.num_frames, video.num_frames)
+        count = _fill_cache(video, teacher, folder, chunk=chunk, on_progress=report)
+    report(count, count)
     out = Path(out_dir)
-    _publish(folder, video, out)
-    return LabelReport(out, video.num_frames, cached, time.perf_counter() - tic)
+    _publish(folder, video, count, out)
+    return LabelReport(out, count, cached, time.perf_counter() - tic)

@@ -249,6 +249,15 @@ class TFLiteTeacher(Teacher):
                      f"-t{threshold:g}-f{self.foreground_id}")
         self._interpreter = None
 
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """(background, foreground) for a one-channel model; None (the whole set) otherwise."""
+        self._interpreter = self._interpreter or _tflite_interpreter(self.path, self.num_threads)
+        if self._interpreter.get_output_details()[0]["shape"][-1] != 1:
+            return None
+        names = get_label_set(self.label_set).names
+        return (names[0], names[self.foreground_id])
+
     def _input(self, frame: np.ndarray, detail: dict) -> np.ndarray:
         _, h, w, _ = detail["shape"]
         image = np.asarray(Image.fromarray(frame).resize((int(w), int(h)), Image.BILINEAR))
