@@ -128,8 +128,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from amslib.synthetic import source_samples
     from amslib.training import pretrain
 
-    if args.video != "synthetic:street":
-        raise ValueError(f"pretraining on '{args.video}' is not available yet; use synthetic:street")
+    if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
+        return _pretrain_on_videos(args)  # distillation from teachers on any videos
     import keras
 
     frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
@@ -214,7 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     pre = sub.add_parser("pretrain", help="pretrain a student on the synthetic source domain")
-    pre.add_argument("--video", default="synthetic:street")
+    pre.add_argument("--video", action="append", help="a video to learn from (repeat for several; "
+                     "default synthetic:street)")
+    pre.add_argument("--teacher", action="append", help="its teacher spec (one for all videos, or one "
+                     "per --video, in order)")
+    pre.add_argument("--label-set", help="voc21 or cityscapes19 (default: the teachers')")
+    pre.add_argument("--init", help="start from weights: .weights.h5, a TF1 checkpoint or an AMS dict")
+    pre.add_argument("--init-exclude", action="append", default=[], metavar="LAYER",
+                     help="layers of --init to leave out, e.g. logits_semantic for a new label set")
     pre.add_argument("--out", required=True)
     pre.add_argument("--steps", type=int, default=1500)
     pre.add_argument("--samples", type=int, default=1500)
@@ -338,3 +345,86 @@ def _add_label_parser(sub) -> None:
     label.add_argument("--label-set", default="cityscapes19", help="label set of a labels:DIR teacher")
     label.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     label.set_defaults(func=cmd_label)
+
+
+# --------------------------------------------------------------------------- pretraining on videos
+
+
+def _pretrain_label_set(teachers, wanted: str | None) -> str:
+    """The label set of the pretraining: --label-set, else the one the teachers agree on."""
+    sets = {t.label_set for t in teachers if getattr(t, "label_set", None)}
+    if wanted and sets - {wanted}:
+        raise ValueError(f"--label-set {wanted} does not match the teachers' label set(s) {', '.join(sorted(sets))}")
+    if len(sets) > 1:
+        raise ValueError(f"the teachers label in different sets ({', '.join(sorted(sets))}); pretrain on one")
+    return wanted or (sets.pop() if sets else "cityscapes19")
+
+
+def _pretraining_data(args):
+    """Frames and teacher labels sampled evenly from every --video: (N, H, W, 3), (N, H, W)."""
+    import numpy as np
+
+    from amslib.labels import get_label_set
+    from amslib.training import sample_frames
+
+    videos = args.video or ["synthetic:street"]
+    specs = args.teacher or ["oracle"]
+    if len(specs) == 1:
+        specs = specs * len(videos)
+    if len(specs) != len(videos):
+        raise ValueError(f"{len(videos)} --video but {len(specs)} --teacher; give one teacher, or one per video")
+    teachers = [_teacher_for(spec, label_set=args.label_set) for spec in specs]
+    label_set = _pretrain_label_set(teachers, args.label_set)
+    frames, labels = [], []
+    for spec, teacher in zip(videos, teachers):
+        video = _open_at_native_fps(spec, height=args.height, fps=None, label_set=label_set, manifest=None)
+        f, y = sample_frames(video, teacher, count=-(-args.samples // len(videos)))
+        frames.append(f)
+        labels.append(y)
+    return np.concatenate(frames), np.concatenate(labels), get_label_set(label_set)
+
+
+def _pretrain_on_videos(args: argparse.Namespace) -> None:
+    import keras
+
+    from amslib.student import StudentSpec, build_student
+    from amslib.training import pretrain
+
+    frames, labels, label_set = _pretraining_data(args)
+    keras.utils.set_random_seed(args.seed)
+    spec = StudentSpec(num_classes=label_set.num_classes, height=args.height, width=2 * args.height,
+                       width_multiplier=args.width_multiplier)
+    model = build_student(spec)
+    if args.init:
+        _initialise(model, args.init, tuple(args.init_exclude))
+    from amslib.progress import progress_bar
+
+    class Progress(keras.callbacks.Callback):
+        def __init__(self, update):
+            super().__init__()
+            self.update, self.step = update, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            self.update(self.step)
+
+    with progress_bar("pretrain", unit="step", total=args.steps) as update:
+        losses = pretrain(model, frames, labels, steps=args.steps, seed=args.seed, callbacks=[Progress(update)])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
+    plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
+    plain.set_weights(model.get_weights())
+    plain.save_weights(tmp)
+    tmp.replace(out)
+    print(f"{len(frames)} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
+
+
+def _initialise(model, path: str, exclude: tuple[str, ...]) -> None:
+    """Load --init weights: a .weights.h5 of the same spec, or an original-format checkpoint."""
+    from amslib.checkpoints import import_weights
+
+    if path.endswith(".weights.h5"):
+        model.load_weights(path)
+    else:
+        import_weights(model, path, exclude=exclude)
