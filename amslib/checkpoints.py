@@ -220,3 +220,12 @@ def import_weights(model, path: str | Path, *, exclude: tuple[str, ...] = ()) ->
     """Load an AMS dict or a TF1 checkpoint (prefix, .index or folder) into the student."""
     arrays, kind = read_weights(path)
     return assign(model, arrays, exclude=exclude, origin=f"{kind} {Path(path).name}")
+
+
+def load_initial_weights(model, path: str | Path, *, exclude: tuple[str, ...] = ()) -> None:
+    """Weights to start a pretraining from: a .weights.h5 of the same spec, or an
+    original-format checkpoint (TF1 or AMS dict, with `exclude` layers left out)."""
+    if str(path).endswith(".weights.h5"):
+        model.load_weights(path)
+    else:
+        import_weights(model, path, exclude=exclude)

@@ -360,12 +360,9 @@ def _pretrain_label_set(teachers, wanted: str | None) -> str:
     return wanted or (sets.pop() if sets else "cityscapes19")
 
 
-def _pretraining_data(args):
-    """Frames and teacher labels sampled evenly from every --video: (N, H, W, 3), (N, H, W)."""
-    import numpy as np
-
+def _pretraining_pairs(args):
+    """[(video, teacher)] of the --video/--teacher pairs, and their label set."""
     from amslib.labels import get_label_set
-    from amslib.training import sample_frames
 
     videos = args.video or ["synthetic:street"]
     specs = args.teacher or ["oracle"]
@@ -375,29 +372,21 @@ def _pretraining_data(args):
         raise ValueError(f"{len(videos)} --video but {len(specs)} --teacher; give one teacher, or one per video")
     teachers = [_teacher_for(spec, label_set=args.label_set) for spec in specs]
     label_set = _pretrain_label_set(teachers, args.label_set)
-    frames, labels = [], []
-    for spec, teacher in zip(videos, teachers):
-        video = _open_at_native_fps(spec, height=args.height, fps=None, label_set=label_set, manifest=None)
-        f, y = sample_frames(video, teacher, count=-(-args.samples // len(videos)))
-        frames.append(f)
-        labels.append(y)
-    return np.concatenate(frames), np.concatenate(labels), get_label_set(label_set)
+    pairs = [(_open_at_native_fps(v, height=args.height, fps=None, label_set=label_set, manifest=None), t)
+             for v, t in zip(videos, teachers)]
+    return pairs, get_label_set(label_set)
 
 
 def _pretrain_on_videos(args: argparse.Namespace) -> None:
     import keras
 
-    from amslib.student import StudentSpec, build_student
-    from amslib.training import pretrain
+    from amslib.progress import progress_bar
+    from amslib.student import StudentSpec, save_student
+    from amslib.training import pretrain_on_videos
 
-    frames, labels, label_set = _pretraining_data(args)
-    keras.utils.set_random_seed(args.seed)
+    pairs, label_set = _pretraining_pairs(args)
     spec = StudentSpec(num_classes=label_set.num_classes, height=args.height, width=2 * args.height,
                        width_multiplier=args.width_multiplier)
-    model = build_student(spec)
-    if args.init:
-        _initialise(model, args.init, tuple(args.init_exclude))
-    from amslib.progress import progress_bar
 
     class Progress(keras.callbacks.Callback):
         def __init__(self, update):
@@ -409,22 +398,8 @@ def _pretrain_on_videos(args: argparse.Namespace) -> None:
             self.update(self.step)
 
     with progress_bar("pretrain", unit="step", total=args.steps) as update:
-        losses = pretrain(model, frames, labels, steps=args.steps, seed=args.seed, callbacks=[Progress(update)])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
-    plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
-    plain.set_weights(model.get_weights())
-    plain.save_weights(tmp)
-    tmp.replace(out)
-    print(f"{len(frames)} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
-
-
-def _initialise(model, path: str, exclude: tuple[str, ...]) -> None:
-    """Load --init weights: a .weights.h5 of the same spec, or an original-format checkpoint."""
-    from amslib.checkpoints import import_weights
-
-    if path.endswith(".weights.h5"):
-        model.load_weights(path)
-    else:
-        import_weights(model, path, exclude=exclude)
+        model, losses, count = pretrain_on_videos(pairs, spec, steps=args.steps, samples=args.samples,
+                                                  seed=args.seed, init=args.init,
+                                                  exclude=tuple(args.init_exclude), callbacks=[Progress(update)])
+    out = save_student(model, spec, args.out)
+    print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")

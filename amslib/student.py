@@ -142,6 +142,18 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
     return model
 
 
+def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Path:
+    """Save the student's weights (no optimizer state) to a .weights.h5, atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
+    plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
+    plain.set_weights(model.get_weights())
+    plain.save_weights(tmp)
+    tmp.replace(out)
+    return out
+
+
 def is_original_checkpoint(path: Path) -> bool:
     """A TF1 checkpoint (prefix, .index or its folder) or an AMS pickled dict (.pkl, .npy)."""
     return (path.suffix in (".pkl", ".pickle", ".npy", ".index") or Path(f"{path}.index").is_file()

@@ -170,3 +170,24 @@ def sample_frames(video, teacher, *, count: int, chunk: int = 64) -> tuple[np.nd
             frames.append(frame[0])
             labels.append(teacher.labels(video, int(i), int(i) + 1, frames=frame)[0])
     return np.stack(frames), np.stack(labels)
+
+
+def pretrain_on_videos(pairs: list, spec, *, steps: int, samples: int, seed: int = 0,
+                       init: str | None = None, exclude: tuple[str, ...] = (),
+                       callbacks: list | None = None) -> tuple[keras.Model, list[float], int]:
+    """Distillation pretraining of a new student of `spec` on (video, teacher) pairs:
+    `samples` frames in all, spread evenly over each video. `init`: start from weights
+    (.weights.h5, a TF1 checkpoint or an AMS dict; `exclude` layers left out of it).
+    Returns (model, loss per epoch, number of frames used)."""
+    from amslib.checkpoints import load_initial_weights
+    from amslib.student import build_student
+
+    keras.utils.set_random_seed(seed)  # initial weights too: the file is reproducible
+    model = build_student(spec)
+    if init:  # before reading the videos: a checkpoint that does not fit fails at once
+        load_initial_weights(model, init, exclude=exclude)
+    per_video = -(-samples // len(pairs))
+    data = [sample_frames(video, teacher, count=per_video) for video, teacher in pairs]
+    frames, labels = np.concatenate([f for f, _ in data]), np.concatenate([y for _, y in data])
+    losses = pretrain(model, frames, labels, steps=steps, seed=seed, callbacks=callbacks)
+    return model, losses, len(frames)

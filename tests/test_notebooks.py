@@ -11,9 +11,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # Small values for the parameter names the notebooks share; each notebook receives those its
 # parameters cell declares. "student" is filled in by the fixture below.
 SMALL = {"max_seconds": 40, "height": 64, "iterations": 2, "autorun": True, "change_at_update": 1}
-PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05}}  # by notebook file name
-# Text that must appear in a notebook's outputs: 01's ledger records the mid-run change.
-EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05"}
+PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
+                "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16}}
+# Text that must appear in a notebook's outputs: 01's ledger records the mid-run change;
+# 06's per-class table names the selfie teacher's class.
+EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05", "06_real_clip.ipynb": "person"}
 
 
 def parameters_index(nb: nbformat.NotebookNode) -> int:
