@@ -383,6 +383,9 @@ def _params(request: Request, options: Options, log: _Log, **extra) -> dict:
             "noprogress": True, "logger": log, "retries": options.retries,
             "fragment_retries": options.retries, "socket_timeout": options.socket_timeout_s,
             "noplaylist": True, "continuedl": True, "cachedir": False, "color": "no_color",
+            # YouTube's player challenges need a JavaScript runtime (with yt-dlp-ejs); yt-dlp
+            # enables only deno by default, node is more often installed.
+            "js_runtimes": {"deno": {}, "node": {}},
             "ffmpeg_location": ffmpeg_exe(), **extra}
 
 
