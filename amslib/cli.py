@@ -1,4 +1,4 @@
-"""Command line: `python -m amslib demo|run|pretrain ...`.
+"""Command line: `python -m amslib demo|run|pretrain|download|label|bench ...`.
 
 Every user error ends as one line on stderr (`error: ...`) and exit code 2; outputs are
 written only when a command succeeds, each file atomically.
@@ -229,20 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--width-multiplier", type=float, default=1.0)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
-    down = sub.add_parser("download", help="download a manifest video or a URL (cut, cached, resumable)")
-    down.add_argument("video", help="a data_manifest.csv video_id or a URL (YouTube or a direct file)")
-    down.add_argument("--start", type=float, help="section start in seconds (default: the manifest's)")
-    down.add_argument("--end", type=float, help="section end in seconds (default: the manifest's)")
-    down.add_argument("--max-height", type=int, default=480, help="tallest format to fetch (pixels)")
-    down.add_argument("--out", help="output folder (default: $AMS_DATA_DIR/videos, where run looks)")
-    down.add_argument("--name", help="file name stem (default: the video_id, or the URL's id)")
-    down.add_argument("--from", dest="source", metavar="PATH",
-                      help="import a video, image folder or image tar you downloaded by hand")
-    down.add_argument("--fps", type=float, help="frame rate of images imported with --from")
-    down.add_argument("--retries", type=int, default=3, help="retries of network errors")
-    down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
-    down.set_defaults(func=cmd_download)
-
+    _add_download_parser(sub)
     _add_label_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
@@ -403,3 +390,19 @@ def _pretrain_on_videos(args: argparse.Namespace) -> None:
                                                   exclude=tuple(args.init_exclude), callbacks=[Progress(update)])
     out = save_student(model, spec, args.out)
     print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
+
+
+def _add_download_parser(sub) -> None:
+    down = sub.add_parser("download", help="download a manifest video or a URL (cut, cached, resumable)")
+    down.add_argument("video", help="a data_manifest.csv video_id or a URL (YouTube or a direct file)")
+    down.add_argument("--start", type=float, help="section start in seconds (default: the manifest's)")
+    down.add_argument("--end", type=float, help="section end in seconds (default: the manifest's)")
+    down.add_argument("--max-height", type=int, default=480, help="tallest format to fetch (pixels)")
+    down.add_argument("--out", help="output folder (default: $AMS_DATA_DIR/videos, where run looks)")
+    down.add_argument("--name", help="file name stem (default: the video_id, or the URL's id)")
+    down.add_argument("--from", dest="source", metavar="PATH",
+                      help="import a video, image folder or image tar you downloaded by hand")
+    down.add_argument("--fps", type=float, help="frame rate of images imported with --from")
+    down.add_argument("--retries", type=int, default=3, help="retries of network errors")
+    down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    down.set_defaults(func=cmd_download)
