@@ -436,9 +436,9 @@ def fetch_piece(raw: dict, piece: Piece, target: Path, request: Request, options
 
 
 def _direct_info(request: Request) -> dict:
-    """yt-dlp info for a plain file URL its generic extractor would not take (an archive)."""
-    ext = Path(urlparse(request.url).path).suffix.lstrip(".") or "bin"
-    return {"id": request.name, "title": request.name, "url": request.url, "ext": ext,
+    """yt-dlp info for a plain file URL its generic extractor would not take (an archive).
+    The extension is 'bin': yt-dlp refuses to write 'unusual' ones such as 'tar'."""
+    return {"id": request.name, "title": request.name, "url": request.url, "ext": "bin",
             "webpage_url": request.url, "extractor": "direct", "extractor_key": "Direct"}
 
 
@@ -607,6 +607,8 @@ def _fetch_whole(request: Request, options: Options, work: Path,
         action = lambda ydl: ydl.extract_info(request.url, download=True)  # noqa: E731
     info = _with_retries(lambda: _ytdlp(params, action), options, log)
     path = Path(info["requested_downloads"][0]["filepath"])
+    if is_archive(request.url):  # back to its real extension
+        path = path.replace(path.with_suffix(Path(urlparse(request.url).path).suffix.lower()))
     return path, "whole"
 
 
@@ -809,7 +811,7 @@ def fetch_file(url: str, target: str | Path, *, sha256: str | None = None, optio
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             report(Progress("bytes", float(status.get("downloaded_bytes") or 0), total, "B"))
 
-    info = {**_direct_info(request), "ext": "bin"}
+    info = _direct_info(request)
     params = _params(request, options, log, outtmpl=str(work / "file.bin"), progress_hooks=[hook])
     try:
         _with_retries(lambda: _ytdlp(params, lambda ydl: ydl.process_ie_result(dict(info), download=True)),

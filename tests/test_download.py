@@ -266,3 +266,25 @@ def _png(frame: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_direct_row_downloads_an_a2d2_like_tar_into_a_video(tmp_path, monkeypatch):
+    www = tmp_path / "www"
+    www.mkdir()
+    with tarfile.open(www / "camera_frontcenter.tar", "w") as tar:
+        for i in range(4):
+            for suffix, data in ((".png", _png(numbered_frame(i))),
+                                 (".json", json.dumps({"cam_tstamp": i * 40_000}).encode())):  # 25 fps
+                info = tarfile.TarInfo(f"camera_lidar/x/camera/cam_front_center/f_{i:09d}{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    manifest = tmp_path / "manifest.csv"
+    with serve_directory(www) as server:
+        manifest.write_text(
+            "video_id,dataset,title,url,start_s,end_s,camera,classes,label_set,access,notes\n"
+            f"a2d2_local,a2d2,A2D2-like,{server.url('camera_frontcenter.tar')},,,dashcam,road;sky,cityscapes19,direct,\n")
+        clip = dl.fetch(dl.request_for("a2d2_local", manifest=manifest, max_height=None),
+                        out_dir=tmp_path / "videos", options=FAST)
+    assert clip.path.name == "a2d2_local.mp4" and clip.cut == "whole"
+    assert frame_numbers(clip.path) == [0, 1, 2, 3] and clip.fps == 25
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["a2d2_local.json", "a2d2_local.mp4"]
