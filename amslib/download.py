@@ -34,7 +34,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -681,7 +681,7 @@ def fetch(request: Request, *, out_dir: str | Path | None = None, options: Optio
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
-def images_to_video(images, out: Path, *, fps: float, max_height: int | None) -> int:
+def images_to_video(images: Iterable[bytes], out: Path, *, fps: float, max_height: int | None) -> int:
     """Encode an iterable of image file contents (bytes, in order) into an mp4 at fps.
     ffmpeg decodes them from a pipe, so memory stays constant. Returns the image count."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "image2pipe",
