@@ -1,4 +1,4 @@
-"""Command line: `python -m amslib demo|run|pretrain ...`.
+"""Command line: `python -m amslib demo|run|pretrain|download|label|bench ...`.
 
 Every user error ends as one line on stderr (`error: ...`) and exit code 2; outputs are
 written only when a command succeeds, each file atomically.
@@ -111,11 +111,15 @@ def cmd_run(args: argparse.Namespace) -> None:
         overrides["student"] = args.student
     config = with_overrides(preset(args.preset), overrides)
     teacher = LabelFolderTeacher(args.labels) if args.labels else None
+    if args.teacher:
+        teacher = _teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
+    label_set = getattr(teacher, "label_set", None) or args.label_set
     classes = None
     if teacher is not None and not config.video.startswith("synthetic:"):
-        from amslib.labels import get_label_set
-        classes = teacher.present_classes(get_label_set(args.label_set).names)
-    video = open_video_for(config, classes=classes, label_set=args.label_set, manifest=args.manifest)
+        classes = _classes_for(teacher, label_set, args.classes)
+    video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
+    if args.frame_cache:
+        video = _frame_cached(video)
     result, _, _ = _run_one(config, video=video, teacher=teacher)
     out = save_result(result, args.out)
     print(_table({config.scheme: result.summary()}))
@@ -127,8 +131,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from amslib.synthetic import source_samples
     from amslib.training import pretrain
 
-    if args.video != "synthetic:street":
-        raise ValueError(f"pretraining on '{args.video}' is not available yet; use synthetic:street")
+    if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
+        return _pretrain_on_videos(args)  # distillation from teachers on any videos
     import keras
 
     frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
@@ -256,6 +260,25 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"wrote {args.markdown}")
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from amslib import download as dl
+    from amslib.progress import progress_bar
+
+    if args.source:  # a file got by hand: cut only if --start/--end say so
+        name = args.name or (dl.name_for_url(args.video) if "://" in args.video else args.video)
+        request = dl.Request("local", name, args.start, args.end, args.max_height)
+        clip = dl.import_local(args.source, request, out_dir=args.out, fps=args.fps)
+    else:
+        request = dl.request_for(args.video, start_s=args.start, end_s=args.end, max_height=args.max_height,
+                                 name=args.name, manifest=args.manifest)
+        options = dl.Options(retries=args.retries)
+        with progress_bar(request.name, unit="s") as update:
+            clip = dl.fetch(request, out_dir=args.out, options=options,
+                            on_progress=lambda p: update(p.done, p.total))
+    print(f"{'cached' if clip.cached else 'wrote'} {clip.path} ({clip.frames} frames, {clip.fps:g} fps, "
+          f"{clip.duration_s:.1f} s, {clip.width}x{clip.height}; sha256 {clip.sha256[:16]}...)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheme", default="ams",
                      help="none, one_time, ams, jit (Just-In-Time) or remote_tracking")
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
+    run.add_argument("--teacher", help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR "
+                     "(options after '?'); labels are cached")
+    run.add_argument("--classes", help="important classes, ';'-separated (default: the teacher's or "
+                     "the manifest's)")
+    run.add_argument("--frame-cache", action="store_true",
+                     help="keep decoded frames on disk ($AMS_DATA_DIR/frames) for repeated runs")
     run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
     run.add_argument("--preset", default="laptop")
     run.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
@@ -281,7 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     pre = sub.add_parser("pretrain", help="pretrain a student on the synthetic source domain")
-    pre.add_argument("--video", default="synthetic:street")
+    pre.add_argument("--video", action="append", help="a video to learn from (repeat for several; "
+                     "default synthetic:street)")
+    pre.add_argument("--teacher", action="append", help="its teacher spec (one for all videos, or one "
+                     "per --video, in order)")
+    pre.add_argument("--label-set", help="voc21 or cityscapes19 (default: the teachers')")
+    pre.add_argument("--init", help="start from weights: .weights.h5, a TF1 checkpoint or an AMS dict")
+    pre.add_argument("--init-exclude", action="append", default=[], metavar="LAYER",
+                     help="layers of --init to leave out, e.g. logits_semantic for a new label set")
     pre.add_argument("--out", required=True)
     pre.add_argument("--steps", type=int, default=1500)
     pre.add_argument("--samples", type=int, default=1500)
@@ -307,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--runs", default="runs/claims", help="where every run's tables go")
     claims.set_defaults(func=cmd_claims)
 
+    _add_download_parser(sub)
+    _add_label_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -342,3 +380,159 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     return 0
+
+
+# --------------------------------------------------------------------------- teachers, labelling
+
+
+def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None = None):
+    """The teacher of a --teacher spec; model teachers get the on-disk label cache."""
+    from amslib.teacher import CachedTeacher, LabelFolderTeacher, OracleTeacher, default_cache_root
+    from amslib.teachers_models import parse_teacher
+
+    if labels:
+        raise ValueError("give --labels DIR or --teacher SPEC, not both (labels:DIR is a teacher spec)")
+    teacher = parse_teacher(spec, default_label_set=label_set)
+    if isinstance(teacher, (OracleTeacher, LabelFolderTeacher)):
+        return teacher
+    cached = CachedTeacher(teacher, default_cache_root())
+    cached.label_set = teacher.label_set
+    cached.classes = getattr(teacher, "classes", None)
+    return cached
+
+
+def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...]:
+    """--classes, else the classes a label folder holds or a model can output, else all."""
+    from amslib.labels import get_label_set
+    from amslib.teacher import LabelFolderTeacher
+
+    names = get_label_set(label_set).names
+    if classes:
+        return tuple(c.strip() for c in classes.replace(",", ";").split(";") if c.strip())
+    if isinstance(teacher, LabelFolderTeacher):
+        return teacher.present_classes(names)
+    return tuple(getattr(teacher, "classes", None) or names)
+
+
+def _frame_cached(video):
+    from amslib.video import CachedVideo, FileVideo, videos_dir
+
+    return CachedVideo(video, videos_dir().parent / "frames") if isinstance(video, FileVideo) else video
+
+
+def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set: str | None,
+                        manifest: str | None):
+    """Open a video at `fps`, or a file at its own frame rate when fps is None."""
+    from amslib.video import FileVideo, open_video
+
+    options = dict(height=height, label_set=label_set, manifest=manifest)
+    if fps is None and Path(spec).is_file():
+        from amslib.download import probe
+
+        fps = probe(spec).fps  # reads the header only: cheaper than opening the video twice
+    video = open_video(spec, fps=fps or 10.0, **options)
+    if fps is None and isinstance(video, FileVideo) and video.native_fps != video.fps:
+        video = open_video(spec, fps=video.native_fps, **options)
+    return video
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from amslib.progress import progress_bar
+    from amslib.teacher import default_cache_root, label_video
+    from amslib.teachers_models import parse_teacher
+
+    teacher = parse_teacher(args.teacher, default_label_set=args.label_set)
+    video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=args.manifest,
+                                label_set=teacher.label_set or args.label_set)
+    with progress_bar("label", unit="frame", total=video.num_frames) as update:
+        report = label_video(video, teacher, args.out, cache_root=default_cache_root(), on_progress=update)
+    source = "from the cache" if report.cached else f"with {teacher.name}"
+    print(f"wrote {report.frames} labels ({video.height}x{video.width}, {video.fps:g} fps) to "
+          f"{report.out_dir} {source} in {report.seconds:.2f} s")
+
+
+def _add_label_parser(sub) -> None:
+    label = sub.add_parser("label", help="label every frame of a video with a teacher (gt_%%06d.png)")
+    label.add_argument("--video", required=True, help="a local video file, a manifest video_id or synthetic:street")
+    label.add_argument("--teacher", required=True,
+                       help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR (options after '?')")
+    label.add_argument("--out", required=True, help="folder for gt_%%06d.png (native frame index)")
+    label.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
+    label.add_argument("--fps", type=float, help="frames per second to label (default: every frame)")
+    label.add_argument("--label-set", default="cityscapes19", help="label set of a labels:DIR teacher")
+    label.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    label.set_defaults(func=cmd_label)
+
+
+# --------------------------------------------------------------------------- pretraining on videos
+
+
+def _pretrain_label_set(teachers, wanted: str | None) -> str:
+    """The label set of the pretraining: --label-set, else the one the teachers agree on."""
+    sets = {t.label_set for t in teachers if getattr(t, "label_set", None)}
+    if wanted and sets - {wanted}:
+        raise ValueError(f"--label-set {wanted} does not match the teachers' label set(s) {', '.join(sorted(sets))}")
+    if len(sets) > 1:
+        raise ValueError(f"the teachers label in different sets ({', '.join(sorted(sets))}); pretrain on one")
+    return wanted or (sets.pop() if sets else "cityscapes19")
+
+
+def _pretraining_pairs(args):
+    """[(video, teacher)] of the --video/--teacher pairs, and their label set."""
+    from amslib.labels import get_label_set
+
+    videos = args.video or ["synthetic:street"]
+    specs = args.teacher or ["oracle"]
+    if len(specs) == 1:
+        specs = specs * len(videos)
+    if len(specs) != len(videos):
+        raise ValueError(f"{len(videos)} --video but {len(specs)} --teacher; give one teacher, or one per video")
+    teachers = [_teacher_for(spec, label_set=args.label_set) for spec in specs]
+    label_set = _pretrain_label_set(teachers, args.label_set)
+    pairs = [(_open_at_native_fps(v, height=args.height, fps=None, label_set=label_set, manifest=None), t)
+             for v, t in zip(videos, teachers)]
+    return pairs, get_label_set(label_set)
+
+
+def _pretrain_on_videos(args: argparse.Namespace) -> None:
+    import keras
+
+    from amslib.progress import progress_bar
+    from amslib.student import StudentSpec, save_student
+    from amslib.training import pretrain_on_videos
+
+    pairs, label_set = _pretraining_pairs(args)
+    spec = StudentSpec(num_classes=label_set.num_classes, height=args.height, width=2 * args.height,
+                       width_multiplier=args.width_multiplier)
+
+    class Progress(keras.callbacks.Callback):
+        def __init__(self, update):
+            super().__init__()
+            self.update, self.step = update, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            self.update(self.step)
+
+    with progress_bar("pretrain", unit="step", total=args.steps) as update:
+        model, losses, count = pretrain_on_videos(pairs, spec, steps=args.steps, samples=args.samples,
+                                                  seed=args.seed, init=args.init,
+                                                  exclude=tuple(args.init_exclude), callbacks=[Progress(update)])
+    out = save_student(model, spec, args.out)
+    print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
+
+
+def _add_download_parser(sub) -> None:
+    down = sub.add_parser("download", help="download a manifest video or a URL (cut, cached, resumable)")
+    down.add_argument("video", help="a data_manifest.csv video_id or a URL (YouTube or a direct file)")
+    down.add_argument("--start", type=float, help="section start in seconds (default: the manifest's)")
+    down.add_argument("--end", type=float, help="section end in seconds (default: the manifest's)")
+    down.add_argument("--max-height", type=int, default=480, help="tallest format to fetch (pixels)")
+    down.add_argument("--out", help="output folder (default: $AMS_DATA_DIR/videos, where run looks)")
+    down.add_argument("--name", help="file name stem (default: the video_id, or the URL's id)")
+    down.add_argument("--from", dest="source", metavar="PATH",
+                      help="import a video, image folder or image tar you downloaded by hand")
+    down.add_argument("--fps", type=float, help="frame rate of images imported with --from")
+    down.add_argument("--retries", type=int, default=3, help="retries of network errors")
+    down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
+    down.set_defaults(func=cmd_download)

@@ -88,3 +88,59 @@ def get_label_set(name: str) -> LabelSet:
         raise ValueError(
             f"unknown label set '{name}'; choose one of: {', '.join(LABEL_SETS)}"
         ) from None
+
+
+# --------------------------------------------------------------------------- id mappings
+
+# COCO's 80 thing classes with their official category ids (1-90, with gaps). LVS ships
+# Mask R-CNN labels in COCO ids (SPEC.md); which numbering its files use is not recorded, so
+# both are offered: `coco` (official ids) and `coco80` (contiguous 1-80 in this order, as
+# Detectron-style models number them). 0 is background in both.
+COCO_CLASSES: tuple[tuple[int, str], ...] = (
+    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
+    (7, "train"), (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"),
+    (13, "stop sign"), (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"),
+    (19, "horse"), (20, "sheep"), (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"),
+    (25, "giraffe"), (27, "backpack"), (28, "umbrella"), (31, "handbag"), (32, "tie"),
+    (33, "suitcase"), (34, "frisbee"), (35, "skis"), (36, "snowboard"), (37, "sports ball"),
+    (38, "kite"), (39, "baseball bat"), (40, "baseball glove"), (41, "skateboard"),
+    (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"),
+    (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"),
+    (54, "sandwich"), (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"),
+    (59, "pizza"), (60, "donut"), (61, "cake"), (62, "chair"), (63, "couch"), (64, "potted plant"),
+    (65, "bed"), (67, "dining table"), (70, "toilet"), (72, "tv"), (73, "laptop"), (74, "mouse"),
+    (75, "remote"), (76, "keyboard"), (77, "cell phone"), (78, "microwave"), (79, "oven"),
+    (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"),
+    (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
+)
+# The 20 VOC classes are all COCO classes; every other COCO class is VOC background.
+COCO_TO_VOC: dict[str, str] = {
+    "person": "person", "bicycle": "bicycle", "car": "car", "motorcycle": "motorbike",
+    "airplane": "aeroplane", "bus": "bus", "train": "train", "boat": "boat", "bird": "bird",
+    "cat": "cat", "dog": "dog", "horse": "horse", "sheep": "sheep", "cow": "cow",
+    "bottle": "bottle", "chair": "chair", "couch": "sofa", "potted plant": "pottedplant",
+    "dining table": "diningtable", "tv": "tvmonitor",
+}
+
+
+def coco_to_voc_table(*, contiguous: bool = False) -> np.ndarray:
+    """(256,) uint8 lookup table: COCO label ids -> VOC21 ids (`table[label]` maps a label
+    image). Official ids by default, contiguous 1-80 with `contiguous`; 0 (background) and
+    COCO classes outside VOC map to VOC background; 255 stays 255 (no label)."""
+    table = np.zeros(256, np.uint8)
+    table[IGNORE_ID] = IGNORE_ID
+    for index, (official, name) in enumerate(COCO_CLASSES, start=1):
+        if name in COCO_TO_VOC:
+            table[index if contiguous else official] = VOC21.names.index(COCO_TO_VOC[name])
+    return table
+
+
+ID_MAPS = {"coco": lambda: coco_to_voc_table(), "coco80": lambda: coco_to_voc_table(contiguous=True)}
+
+
+def get_id_map(name: str) -> np.ndarray:
+    """The (256,) uint8 table called `name` ('coco' or 'coco80': COCO ids -> VOC ids)."""
+    try:
+        return ID_MAPS[name]()
+    except KeyError:
+        raise ValueError(f"unknown id map '{name}'; choose one of: {', '.join(ID_MAPS)}") from None

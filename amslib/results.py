@@ -194,3 +194,18 @@ def simulate(config: RunConfig, *, video=None, teacher=None, students=None,
 
     sim = Simulation.create(config, video=video, teacher=teacher, students=students)
     return collect(config, sim.video.classes, sim.run(), on_event)
+
+
+def prediction_recorder(frames: Iterable[int]) -> tuple[Callable, dict[int, np.ndarray]]:
+    """(on_event, kept): pass on_event to `simulate`; `kept` then maps each of `frames` to
+    the student's (H, W) uint8 prediction on it, as the edge made it during the run."""
+    from amslib.engine import FramesEvent
+
+    wanted, kept = sorted(set(frames)), {}
+
+    def on_event(event) -> None:
+        if isinstance(event, FramesEvent):
+            for f in wanted:
+                if event.start <= f < event.start + len(event.rows):
+                    kept[f] = event.predictions[f - event.start]
+    return on_event, kept

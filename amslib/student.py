@@ -123,6 +123,12 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
     of the spec's width multiplier)."""
     default = str(weights) == "default"
     path = default_student_path(spec.width_multiplier) if default else Path(weights)
+    if not default and is_original_checkpoint(path):  # a model-zoo TF1 checkpoint or an AMS dict
+        from amslib.checkpoints import import_weights
+
+        model = build_student(spec)
+        import_weights(model, path)
+        return model
     if not path.is_file():
         hint = (f"no student is shipped for width_multiplier={spec.width_multiplier}; build one with "
                 f"`python -m amslib pretrain --width-multiplier {spec.width_multiplier} --out {path}`"
@@ -134,6 +140,24 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
     except Exception as err:  # Keras raises several types for mismatched files
         raise ValueError(f"cannot load student weights {path} into a model of {spec}: {err}") from err
     return model
+
+
+def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Path:
+    """Save the student's weights (no optimizer state) to a .weights.h5, atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
+    plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
+    plain.set_weights(model.get_weights())
+    plain.save_weights(tmp)
+    tmp.replace(out)
+    return out
+
+
+def is_original_checkpoint(path: Path) -> bool:
+    """A TF1 checkpoint (prefix, .index or its folder) or an AMS pickled dict (.pkl, .npy)."""
+    return (path.suffix in (".pkl", ".pickle", ".npy", ".index") or Path(f"{path}.index").is_file()
+            or (path.is_dir() and any(path.glob("*.index"))))
 
 
 def flat_weights(model: keras.Model) -> np.ndarray:

@@ -8,8 +8,13 @@ index from 0; the on-disk cache uses the same layout, keyed by (video, teacher, 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,8 @@ class Teacher:
     """Base teacher: a model teacher overrides `label`; index-based ones override `labels`."""
 
     name = "teacher"
+    label_set: str | None = None  # the label set of its ids (None: whatever the video says)
+    classes: tuple[str, ...] | None = None  # the classes it can output (None: the whole set)
 
     def label(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 -> (N, H, W) uint8 class ids."""
@@ -39,6 +46,7 @@ class OracleTeacher(Teacher):
     """The exact labels of a synthetic video (the default teacher of `synthetic:street`)."""
 
     name = "oracle"
+    label_set = "cityscapes19"
 
     def labels(self, video: Video, start: int, stop: int, *, frames=None) -> np.ndarray:
         if not isinstance(video, SyntheticVideo):
@@ -52,15 +60,22 @@ def _native_index(video: Video, index: int) -> int:
 
 
 class LabelFolderTeacher(Teacher):
-    """Precomputed labels: a folder of `gt_%06d.png` (native frame index, from 0)."""
+    """Precomputed labels: a folder of `gt_%06d.png` (native frame index, from 0).
 
-    def __init__(self, folder: str | Path) -> None:
+    `id_map`: a (256,) uint8 table applied to every label (e.g. COCO -> VOC ids for LVS's
+    Mask R-CNN labels, `labels.get_id_map('coco')`); `label_set`: the set of the ids after it."""
+
+    def __init__(self, folder: str | Path, *, id_map: np.ndarray | None = None,
+                 label_set: str | None = None) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise VideoError(f"label folder not found: {self.folder}; give a folder of {LABEL_PATTERN} files")
         if not any(self.folder.glob("gt_*.png")):
             raise VideoError(f"no {LABEL_PATTERN} files in {self.folder}")
-        self.name = f"labels-{self.folder.resolve()}"
+        self.id_map = id_map
+        self.label_set = label_set
+        mapped = "" if id_map is None else "-map" + hashlib.sha1(id_map.tobytes()).hexdigest()[:8]
+        self.name = f"labels-{self.folder.resolve()}{mapped}"
 
     def labels(self, video: Video, start: int, stop: int, *, frames=None) -> np.ndarray:
         out = np.empty((stop - start, video.height, video.width), np.uint8)
@@ -70,7 +85,7 @@ class LabelFolderTeacher(Teacher):
                 raise VideoError(f"missing label {path} for frame {i}; the folder must label every "
                                  f"frame of the video ({LABEL_PATTERN}, native index from 0)")
             out[i - start] = read_label_png(path, height=video.height, width=video.width)
-        return out
+        return out if self.id_map is None else self.id_map[out]
 
     def present_classes(self, label_set_names: tuple[str, ...], *, sample: int = 50) -> tuple[str, ...]:
         """Names of the classes that occur in up to `sample` evenly spaced label files."""
@@ -78,7 +93,8 @@ class LabelFolderTeacher(Teacher):
         picks = files[:: max(1, len(files) // sample)]
         seen = np.zeros(256, bool)
         for path in picks:
-            seen[np.unique(np.asarray(Image.open(path)))] = True
+            ids = np.unique(np.asarray(Image.open(path)))
+            seen[ids if self.id_map is None else self.id_map[ids]] = True
         return tuple(n for i, n in enumerate(label_set_names) if seen[i])
 
 
@@ -92,6 +108,13 @@ def write_label_png(label: np.ndarray, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_cache_root() -> Path:
+    """Where teacher labels are cached: next to `videos_dir()` ($AMS_DATA_DIR/labels)."""
+    from amslib.video import videos_dir
+
+    return videos_dir().parent / "labels"
 
 
 def label_cache_dir(root: Path, video: Video, teacher: Teacher) -> Path:
@@ -144,3 +167,91 @@ class KerasTeacher(Teacher):
 
     def label(self, frames: np.ndarray) -> np.ndarray:
         return self._predict(frames)
+
+
+# --------------------------------------------------------------------------- labelling a video
+
+DONE_FILE = "done.json"
+
+
+@dataclass(frozen=True)
+class LabelReport:
+    """What `label_video` did: `frames` label files in `out_dir`; `cached`: served from the
+    cache (neither the video decoded nor the teacher run); `seconds` of wall time."""
+
+    out_dir: Path
+    frames: int
+    cached: bool
+    seconds: float
+
+
+def _cached_count(folder: Path, video: Video, teacher: Teacher) -> int | None:
+    """The number of labels a complete cache folder holds, or None if it is not complete."""
+    try:
+        done = json.loads((folder / DONE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if done.get("video") != video.key or done.get("teacher") != teacher.name:
+        return None
+    return int(done["frames"])
+
+
+def _fill_cache(video: Video, teacher: Teacher, folder: Path, *, chunk: int,
+                on_progress: Callable[[int, int], None]) -> int:
+    """Label every frame into folder (processed index); returns the number of frames.
+
+    Chunks already there are kept, so an interrupted call resumes; done.json marks the
+    folder complete. A video may end before its header said: the count is what was read."""
+    folder.mkdir(parents=True, exist_ok=True)
+    total = count = video.num_frames
+    for start in range(0, total, chunk):
+        stop = min(start + chunk, total)
+        paths = [folder / (LABEL_PATTERN % i) for i in range(start, stop)]
+        if not all(p.is_file() for p in paths):
+            frames = video.frames(start, stop)
+            labels = teacher.labels(video, start, start + len(frames), frames=frames)
+            for label, path in zip(labels, paths):
+                write_label_png(label, path)
+            if len(frames) < stop - start:
+                count = start + len(frames)
+                break
+        on_progress(stop, total)
+    (folder / DONE_FILE).write_text(json.dumps({"frames": count, "video": video.key, "teacher": teacher.name}))
+    return count
+
+
+def _publish(folder: Path, video: Video, count: int, out_dir: Path) -> None:
+    """Copy the cached labels to out_dir, renamed to native frame indices. They are staged
+    in a hidden sibling folder first, so a failure leaves no partial output."""
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for i in range(count):
+            shutil.copyfile(folder / (LABEL_PATTERN % i), staging / (LABEL_PATTERN % _native_index(video, i)))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in staging.iterdir():
+            os.replace(path, out_dir / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def label_video(video: Video, teacher: Teacher, out_dir: str | Path, *, cache_root: str | Path,
+                chunk: int = 32, on_progress: Callable[[int, int], None] | None = None) -> LabelReport:
+    """Write the teacher's label of every frame to out_dir/gt_%06d.png (native index, the
+    layout `--labels DIR` and LabelFolderTeacher read).
+
+    Labels are computed once per (video content, resolution, fps, teacher) into a folder
+    under `cache_root`; a later call copies them from there without decoding the video or
+    running the teacher. `on_progress(done, total)` counts frames."""
+    tic = time.perf_counter()
+    report = on_progress or (lambda done, total: None)
+    folder = label_cache_dir(Path(cache_root), video, teacher)
+    count = _cached_count(folder, video, teacher)
+    cached = count is not None
+    if not cached:
+        count = _fill_cache(video, teacher, folder, chunk=chunk, on_progress=report)
+    report(count, count)
+    out = Path(out_dir)
+    _publish(folder, video, count, out)
+    return LabelReport(out, count, cached, time.perf_counter() - tic)

@@ -105,7 +105,9 @@ class FileVideo(Video):
         self.native_fps = native_fps
         stat = path.stat()
         super().__init__(key=f"file-{path.stem}-{stat.st_size}-{int(stat.st_mtime)}-h{height}-f{fps:g}",
-                         fps=fps, num_frames=int(duration * fps), height=height, width=2 * height,
+                         # round, not floor: ffmpeg prints the duration to 10 ms (120 frames at
+                         # 29.97 fps last 4.004 s, printed 4.00); a read past the end stops short.
+                         fps=fps, num_frames=int(round(duration * fps)), height=height, width=2 * height,
                          classes=classes, label_set=label_set)
         self._reader: Iterator[bytes] | None = None
         self._next_native = 0  # native index the reader will yield next
@@ -200,3 +202,68 @@ def read_label_png(path: Path, *, height: int, width: int) -> np.ndarray:
     if image.size != (width, height):
         image = image.resize((width, height), Image.NEAREST)
     return np.asarray(image, np.uint8)
+
+
+class CachedVideo(Video):
+    """A video whose decoded frames (at the working resolution and fps) are kept on disk
+    for repeated runs: the first pass stores them in a .npy memory map as it reads, later
+    passes read them back. Only the requested chunk is ever in memory. The cache is keyed
+    by the video's `key` (content, resolution, fps) and used once complete; its `.done`
+    file holds the number of frames the video really has (a file's header may promise more)."""
+
+    def __init__(self, video: Video, root: str | Path) -> None:
+        import hashlib
+
+        super().__init__(key=video.key, fps=video.fps, num_frames=video.num_frames, height=video.height,
+                         width=video.width, classes=video.classes, label_set=video.label_set)
+        self.video = video
+        digest = hashlib.sha1(video.key.encode()).hexdigest()[:16]
+        self.path = Path(root) / f"{digest}.npy"
+        self._filled = np.zeros(video.num_frames, bool)
+        self._store = None
+        self._real_end: int | None = None  # set when a read came back short: the true end
+
+    def _done_count(self) -> int | None:
+        try:
+            return int(self.path.with_suffix(".done").read_text())
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def complete(self) -> bool:
+        return self.path.is_file() and self._done_count() is not None
+
+    def native_index(self, index: int) -> int:
+        inner = getattr(self.video, "native_index", None)
+        return inner(index) if inner else index
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        if self.complete:
+            stop = min(stop, self._done_count())
+            return np.array(np.load(self.path, mmap_mode="r")[start:max(start, stop)])
+        out = self.video.frames(start, stop)
+        self._keep(start, out, short=len(out) < stop - start)
+        return out
+
+    def _keep(self, start: int, frames: np.ndarray, *, short: bool) -> None:
+        """Write frames into the memory map being filled; mark it done when every frame is
+        in (a short read means the video ended: the frames after it do not exist)."""
+        from numpy.lib.format import open_memmap
+
+        partial = self.path.with_suffix(".partial.npy")
+        if self._store is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = open_memmap(partial, mode="w+", dtype=np.uint8,
+                                      shape=(self.num_frames, self.height, self.width, 3))
+        end = start + len(frames)
+        self._store[start:end] = frames
+        self._filled[start:end] = True
+        if short:
+            self._filled[end:] = True
+            self._real_end = end
+        if self._filled.all():
+            self._store.flush()
+            self._store = None
+            partial.replace(self.path)
+            real = self._filled.size if self._real_end is None else self._real_end
+            self.path.with_suffix(".done").write_text(str(real))

@@ -13,9 +13,12 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 SMALL = {"max_seconds": 40, "height": 64, "iterations": 2, "autorun": True, "change_at_update": 1}
 PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
                 "02_experiments.ipynb": {"experiment": "encoders", "workers": 1,
-                                         "axes": {"update_encoder": ("original", "sparse_q8")}}}
-# Text that must appear in a notebook's outputs: 01's ledger records the mid-run change.
-EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05", "02_experiments.ipynb": "sparse_q8"}
+                                         "axes": {"update_encoder": ("original", "sparse_q8")}},
+                "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16}}
+# Text that must appear in a notebook's outputs: 01's ledger records the mid-run change;
+# 06's per-class table names the selfie teacher's class.
+EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05", "02_experiments.ipynb": "sparse_q8",
+            "06_real_clip.ipynb": "person"}
 
 
 def parameters_index(nb: nbformat.NotebookNode) -> int:
