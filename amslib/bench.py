@@ -176,14 +176,16 @@ def update_sizes(students, video, config: RunConfig) -> dict:
 
 
 def peak_rss_child(minutes: float, *, fps: float, height: int) -> float:
-    """Peak RSS (MiB) of a child process running `none` on a synthetic video of `minutes`."""
-    code = ("import resource, sys; from amslib.config import preset, with_overrides; "
-            "from amslib.results import simulate; "
+    """Peak RSS (MiB) of a child process running `none` on a synthetic video of `minutes`.
+
+    Read from VmHWM in /proc/self/status: `getrusage`'s ru_maxrss would also count the
+    parent's memory at fork time, which survives the exec."""
+    code = ("from amslib.config import preset, with_overrides; from amslib.results import simulate; "
             f"c = with_overrides(preset('laptop'), dict(scheme='none', height={height}, fps={fps}, "
             f"duration_s={60 * minutes})); simulate(c); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024  # Linux reports KiB
+    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
 
 def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
@@ -265,6 +267,7 @@ def markdown(result: dict) -> str:
              + (" (`--quick`)" if result["quick"] else "") + "; every number is measured, none asserted.", "",
              f"Machine: {m['cores']} cores, {m['cpu']}, GPUs: {', '.join(m['gpus']) or 'none'}, "
              f"Python {m['python']}, TensorFlow {m['tensorflow']}.", "",
+             *([result["note"], ""] if result.get("note") else []),
              "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
     for what, path, goal, op in TARGETS:
         value = _get(result, path)
