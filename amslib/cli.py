@@ -388,17 +388,25 @@ def main(argv: list[str] | None = None) -> int:
 def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None = None):
     """The teacher of a --teacher spec; model teachers get the on-disk label cache."""
     from amslib.teacher import CachedTeacher, LabelFolderTeacher, OracleTeacher, default_cache_root
-    from amslib.teachers_models import parse_teacher
 
     if labels:
         raise ValueError("give --labels DIR or --teacher SPEC, not both (labels:DIR is a teacher spec)")
-    teacher = parse_teacher(spec, default_label_set=label_set)
+    teacher = _parse_with_progress(spec, label_set)
     if isinstance(teacher, (OracleTeacher, LabelFolderTeacher)):
         return teacher
     cached = CachedTeacher(teacher, default_cache_root())
     cached.label_set = teacher.label_set
     cached.classes = getattr(teacher, "classes", None)
     return cached
+
+
+def _parse_with_progress(spec: str, label_set: str | None):
+    """parse_teacher with a progress bar for a model-zoo download (shown only if one runs)."""
+    from amslib.progress import progress_bar
+    from amslib.teachers_models import parse_teacher
+
+    with progress_bar("model", unit="B", scale=True) as update:
+        return parse_teacher(spec, default_label_set=label_set, on_progress=lambda p: update(p.done, p.total))
 
 
 def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...]:
@@ -439,9 +447,8 @@ def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set:
 def cmd_label(args: argparse.Namespace) -> None:
     from amslib.progress import progress_bar
     from amslib.teacher import default_cache_root, label_video
-    from amslib.teachers_models import parse_teacher
 
-    teacher = parse_teacher(args.teacher, default_label_set=args.label_set)
+    teacher = _parse_with_progress(args.teacher, args.label_set)
     video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=args.manifest,
                                 label_set=teacher.label_set or args.label_set)
     with progress_bar("label", unit="frame", total=video.num_frames) as update:

@@ -236,8 +236,8 @@ def parse_ffmpeg_info(text: str) -> StreamInfo:
 # --------------------------------------------------------------------------- errors (pure)
 
 _UNAVAILABLE = ("video unavailable", "private video", "is private", "been removed", "terminated",
-                "http error 404", "http error 410", "http error 403", "members-only", "not available",
-                "sign in to confirm", "unsupported url", "copyright")
+                "http error 404", "http error 410", "http error 403", "members-only",
+                "this video is not available", "sign in to confirm", "unsupported url", "copyright")
 _NETWORK = ("failed to resolve", "name or service not known", "temporary failure in name resolution",
             "connection refused", "timed out", "network is unreachable", "unable to download",
             "connection reset", "remote end closed", "incompleteread", "errno 101", "errno 111",

@@ -337,23 +337,27 @@ def keras_teacher(path: str | Path, *, label_set: str | None = None) -> Teacher:
 
 
 def parse_teacher(spec: str, *, zoo: dict[str, ZooModel] | None = None, models_root: Path | None = None,
-                  default_label_set: str | None = None) -> Teacher:
+                  default_label_set: str | None = None, on_progress=None) -> Teacher:
     """The teacher a spec names (see the module docstring). `zoo`/`models_root`: another
     model table / download folder than the shipped one / $AMS_DATA_DIR/models (for tests);
-    `default_label_set`: the label set of a label folder given without ?labels=."""
+    `default_label_set`: the label set of a label folder given without ?labels=;
+    `on_progress`: follows a model-zoo download (`download.Progress` reports)."""
     parsed = parse_spec(spec)
-    builders = {"oracle": lambda s: OracleTeacher(), "deeplab": lambda s: _deeplab(s, zoo, models_root),
+    builders = {"oracle": lambda s: OracleTeacher(),
+                "deeplab": lambda s: _deeplab(s, zoo, models_root, on_progress),
                 "tflite": _tflite, "keras": lambda s: keras_teacher(s.target, label_set=s.option("labels")),
                 "labels": lambda s: _labels(s, default_label_set)}
     return builders[parsed.kind](parsed)
 
 
-def _deeplab(spec: TeacherSpec, zoo: dict[str, ZooModel] | None, models_root: Path | None) -> Teacher:
+def _deeplab(spec: TeacherSpec, zoo: dict[str, ZooModel] | None, models_root: Path | None,
+             on_progress) -> Teacher:
     path = Path(spec.target)
     if path.suffix == ".pb" or path.is_file():
         return FrozenGraphTeacher(path, label_set=spec.option("labels", "cityscapes19"))
     model = zoo_model(spec.target, zoo)
-    folder = fetch_zoo_model(model, models_root or models_dir(), sha256=spec.option("sha256"))
+    folder = fetch_zoo_model(model, models_root or models_dir(), sha256=spec.option("sha256"),
+                             on_progress=on_progress)
     return FrozenGraphTeacher(folder / "frozen_inference_graph.pb", label_set=model.label_set,
                               name=f"deeplab-{model.name}")
 

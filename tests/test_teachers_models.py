@@ -5,7 +5,6 @@ with COCO -> VOC ids, and the `label` command with its cache."""
 import hashlib
 import io
 import tarfile
-import time
 
 import numpy as np
 import pytest
