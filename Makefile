@@ -29,6 +29,10 @@ test: $(VENV)/.installed-dev
 claims: $(VENV)/.installed
 	$(BIN)/python -m amslib claims
 
+# Speed and memory on this machine: docs/bench.json and docs/BENCHMARKS.md.
+bench: $(VENV)/.installed
+	$(BIN)/python -m amslib bench --out docs/bench.json --markdown docs/BENCHMARKS.md
+
 lab: $(VENV)/.installed-dev
 	$(BIN)/jupyter lab notebooks/
 
