@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from amslib.student import StudentSpec, build_student
+    from amslib.student import StudentSpec, build_student, save_student
     from amslib.synthetic import source_samples
     from amslib.training import pretrain
 
@@ -150,13 +150,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     losses = pretrain(model, frames, labels, steps=args.steps, seed=args.seed, callbacks=[Progress()])
     bar.close()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
-    plain = build_student(model_spec)  # an uncompiled copy: the file holds no optimizer state
-    plain.set_weights(model.get_weights())
-    plain.save_weights(tmp)
-    tmp.replace(out)
+    out = save_student(model, model_spec, args.out)
     print(f"final loss {losses[-1]:.4f}; wrote {out}")
 
 
