@@ -205,3 +205,13 @@ def test_every_scheme_writes_the_same_summary_and_takes_policy_changes(scheme, t
     assert summary["downlink_kbps_by_encoder"].keys() == reference["downlink_kbps_by_encoder"].keys()
     if len(rows) > 1:
         assert rows[1]["policy_changes"] == "lr=0.002"
+
+
+def test_truncated_result_is_the_run_up_to_then(tiny_student, students):
+    result = run(tiny_config(tiny_student), students)
+    cut = result.truncated(20.0)
+    assert cut.frames["t_s"].max() == 19.5 and list(cut.updates["t_update_s"]) == [10.0, 15.0]
+    s, full = cut.summary(), result.summary()
+    assert s["duration_s"] == 20.0 and s.keys() == full.keys()
+    assert s["uplink_kbps"] == pytest.approx(result.frames["uplink_bits"][:40].sum() / 20 / 1000)
+    assert s["downlink_kbps"] == pytest.approx(result.updates["downlink_bits"][:2].sum() / 20 / 1000)
