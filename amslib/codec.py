@@ -268,9 +268,10 @@ def h264_segment(frames: np.ndarray, *, kbps: float, fps: float) -> tuple[int, n
         raise ValueError(f"H.264 (yuv420p) needs even frame sizes, got {h}x{w}")
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{fps:.6g}", "-i", "-"]
-    # a VBV buffer of one frame's budget keeps short segments (a lone key frame) near the target
-    codec = ["-c:v", "libx264", "-preset", "medium", "-b:v", f"{kbps:.6g}k", "-maxrate", f"{kbps:.6g}k",
-             "-bufsize", f"{kbps / fps:.6g}k", "-pix_fmt", "yuv420p"]
+    # a VBV buffer of one frame's budget keeps short segments (a lone key frame) near the target;
+    # one thread: x264's threaded encoding gives different bytes run to run (runs must repeat)
+    codec = ["-c:v", "libx264", "-preset", "medium", "-threads", "1", "-b:v", f"{kbps:.6g}k",
+             "-maxrate", f"{kbps:.6g}k", "-bufsize", f"{kbps / fps:.6g}k", "-pix_fmt", "yuv420p"]
     raw = np.ascontiguousarray(frames, np.uint8).tobytes()
     with tempfile.TemporaryDirectory(prefix="amslib-h264-") as tmp:
         log, stream = str(Path(tmp) / "pass"), Path(tmp) / "segment.h264"

@@ -84,8 +84,12 @@ class Trainer:
         self._bases = [tf.Variable(tf.zeros(v.shape), trainable=False) for v in variables]
         self._class_table = tf.constant(np.isin(np.arange(256), class_ids))
         # One traced step for all cases: without a mask, the mask is all-True (a cheap
-        # no-op projection), which avoids tracing a second graph or a tf.cond.
-        self._step = tf.function(self._train_step, reduce_retracing=True, autograph=False)
+        # no-op projection), which avoids tracing a second graph or a tf.cond. A fixed
+        # signature with any batch size: a trace that depended on the batch sizes seen first
+        # (Just-In-Time's 1, AMS's 10) gave slightly different numbers run to run.
+        h, w = model.input_shape[1:3]
+        signature = [tf.TensorSpec((None, h, w, 3), tf.uint8), tf.TensorSpec((None, h, w), tf.uint8)]
+        self._step = tf.function(self._train_step, input_signature=signature, autograph=False)
 
     def _train_step(self, frames, labels):
         weights = tf.cast(tf.gather(self._class_table, tf.cast(labels, tf.int32)), tf.float32)

@@ -153,3 +153,9 @@ def test_h264_segment_round_trip_costs_about_its_bitrate():
 
 def test_label_png_is_small_for_flat_labels():
     assert 0 < label_png_bytes(np.zeros((32, 64), np.uint8)) < 200
+
+
+def test_h264_segment_is_deterministic():
+    frames = _smooth_frames(n=3)
+    (bits_a, a), (bits_b, b) = (h264_segment(frames, kbps=80, fps=1.0) for _ in range(2))
+    assert bits_a == bits_b and np.array_equal(a, b)

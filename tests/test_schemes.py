@@ -205,3 +205,34 @@ def test_every_scheme_writes_the_same_summary_and_takes_policy_changes(scheme, t
     assert summary["downlink_kbps_by_encoder"].keys() == reference["downlink_kbps_by_encoder"].keys()
     if len(rows) > 1:
         assert rows[1]["policy_changes"] == "lr=0.002"
+
+
+def test_truncated_result_is_the_run_up_to_then(tiny_student, students):
+    result = run(tiny_config(tiny_student), students)
+    cut = result.truncated(20.0)
+    assert cut.frames["t_s"].max() == 19.5 and list(cut.updates["t_update_s"]) == [10.0, 15.0]
+    s, full = cut.summary(), result.summary()
+    assert s["duration_s"] == 20.0 and s.keys() == full.keys()
+    assert s["uplink_kbps"] == pytest.approx(result.frames["uplink_bits"][:40].sum() / 20 / 1000)
+    assert s["downlink_kbps"] == pytest.approx(result.updates["downlink_bits"][:2].sum() / 20 / 1000)
+
+
+def test_training_does_not_depend_on_what_ran_before(tiny_student):
+    """A fresh trainer, and one that first took Just-In-Time's batch-of-1 steps, give the same
+    update (a trace specialised to the first batch size seen used to change the numbers)."""
+    from amslib.student import StudentSpec, flat_weights, load_student
+    from amslib.training import Trainer
+
+    video = TinyVideo()
+    frames, labels = video.frames(40, 50), video.labels(40, 50)
+    spec = StudentSpec(height=32, width=64, width_multiplier=0.35, head_channels=16)
+    values = []
+    for warm_up in (False, True):
+        trainer = Trainer(load_student(spec, tiny_student), class_ids=video.class_ids, lr=1e-3)
+        start = flat_weights(trainer.model)
+        if warm_up:
+            trainer.step_on(frames[:1], labels[:1])  # moves the model; update() starts from `start`
+        result = trainer.update(frames, labels, base=start, strategy="gradient_guided", fraction=0.1,
+                                iterations=3, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+        values.append(result.values)
+    np.testing.assert_array_equal(values[0], values[1])
