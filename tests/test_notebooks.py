@@ -11,13 +11,13 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # Small values for the parameter names the notebooks share; each notebook receives those its
 # parameters cell declares. "student" is filled in by the fixture below.
 SMALL = {"max_seconds": 40, "height": 64, "iterations": 2, "autorun": True, "change_at_update": 1}
-PER_NOTEBOOK = {"01_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
-                "02_experiments.ipynb": {"experiment": "encoders", "workers": 1,
+PER_NOTEBOOK = {"03_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
+                "04_compare_policies.ipynb": {"experiment": "encoders", "workers": 1,
                                          "axes": {"update_encoder": ("original", "sparse_q8")}},
                 "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16}}
 # Text that must appear in a notebook's outputs: 01's ledger records the mid-run change;
 # 06's per-class table names the selfie teacher's class.
-EXPECTED = {"01_live_adaptation.ipynb": "fraction=0.05", "02_experiments.ipynb": "sparse_q8",
+EXPECTED = {"03_live_adaptation.ipynb": "fraction=0.05", "04_compare_policies.ipynb": "sparse_q8",
             "06_real_clip.ipynb": "person"}
 
 
@@ -74,7 +74,7 @@ def test_with_parameters_inserts_after_the_tagged_cell():
 
 
 def test_there_are_notebooks():
-    assert any(p.name == "01_live_adaptation.ipynb" for p in NOTEBOOKS)
+    assert any(p.name == "03_live_adaptation.ipynb" for p in NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
