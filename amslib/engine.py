@@ -429,9 +429,11 @@ class AmsScheme(Scheme):
 
     def update(self, state: RunState, t_s: float) -> dict:
         changes = self.sim.take_policy_changes()
-        if "sample_rate_fps" in changes:
+        # A new r, or ASR switched off, restarts from the policy's r (ASR had moved it);
+        # likewise the interval when ATR is switched off.
+        if "sample_rate_fps" in changes or changes.get("asr") is False:
             self.rate_fps = self.sim.adapt.sample_rate_fps
-        if "update_interval_s" in changes:
+        if "update_interval_s" in changes or changes.get("atr") is False:
             self.interval_s, self.hibernating = self.sim.adapt.update_interval_s, False
         # With an H.264 uplink the interval's samples go up as one stream now, and the server
         # trains once it has arrived (t_train_s); its training time itself is not simulated.

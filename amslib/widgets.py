@@ -34,7 +34,7 @@ from amslib.video import Video
 
 # Policy fields the server can change between updates (`Simulation.set_policy`).
 LIVE_FIELDS = ("strategy", "fraction", "update_interval_s", "horizon_s", "iterations", "lr",
-               "sample_rate_fps")
+               "sample_rate_fps", "asr", "atr")
 # Fields fixed for a whole run (the scheme and the link): read at Start, locked while running.
 START_FIELDS = ("scheme", "downlink_kbps", "latency_s")
 LEDGER_COLUMNS = ("update", "t_update_s", "t_arrival_s", "num_samples", "strategy", "fraction",
@@ -214,6 +214,10 @@ def make_controls(config: RunConfig) -> dict[str, widgets.ValueWidget]:
         "horizon_s": text(widgets.BoundedFloatText, "horizon_s", min=1.0, max=36_000.0, step=10.0),
         "sample_rate_fps": text(widgets.BoundedFloatText, "sample_rate_fps", min=0.01, max=60.0,
                                 step=0.1),
+        "asr": widgets.Checkbox(value=v["asr"], description="asr (adaptive sampling rate)",
+                                indent=False, **common),
+        "atr": widgets.Checkbox(value=v["atr"], description="atr (adaptive training rate)",
+                                indent=False, **common),
         "downlink_kbps": text(widgets.BoundedFloatText, "downlink_kbps", min=0.0, max=1e6, step=50.0,
                               description_tooltip="0 = unlimited"),
         "latency_s": text(widgets.BoundedFloatText, "latency_s", min=0.0, max=60.0, step=0.05),
@@ -258,7 +262,7 @@ class LiveApp:
         c = self.controls
         left = widgets.VBox([c[n] for n in ("scheme", "strategy", "fraction", "iterations", "lr")])
         right = widgets.VBox([c[n] for n in ("update_interval_s", "horizon_s", "sample_rate_fps",
-                                             "downlink_kbps", "latency_s")])
+                                             "downlink_kbps", "latency_s", "asr", "atr")])
         buttons = widgets.HBox([self.start_button, self.stop_button, self.status])
         return widgets.VBox([widgets.HBox([left, right]), buttons, self.figure, self.log])
 

@@ -145,6 +145,19 @@ def test_slider_change_mid_run_reaches_next_update(make_app):
     assert not app.log.outputs
 
 
+def test_asr_checkbox_mid_run_applies_at_next_update(make_app):
+    app = make_app(asr=True, asr_min_fps=0.1)
+    app.run_blocking(max_updates=1)
+    first = app.result().updates.iloc[0]
+    app.controls["asr"].value = False  # unticked: r goes back to the policy's 1 fps
+    assert "pending: asr=False" in app.status.value
+    rows = app.run_blocking().updates
+    assert list(rows["policy_changes"]) == ["", "asr=False"]
+    assert rows["sample_rate_fps"].iloc[1] == 1.0 and not np.isnan(first["phi"])
+    app.controls["atr"].value = True  # ATR without ASR: refused, and the user is told why
+    assert "atr=true needs asr=true" in error_text(app)
+
+
 def test_set_policy_moves_the_widget_and_checks_values(make_app):
     app = make_app()
     app.set_policy(scheme="none", downlink_kbps=None)  # before a run: used at Start
