@@ -81,15 +81,21 @@ def miou_frame_mean(counts: np.ndarray) -> float:
     return float(np.nanmean(per_frame)) if np.any(~np.isnan(per_frame)) else float("nan")
 
 
+def iou_window(counts: np.ndarray, times_s: np.ndarray, *, window_s: float) -> np.ndarray:
+    """(N, K, 3) counts -> (N, K) IoU of each class over each frame's trailing window
+    (t - window_s, t]; NaN where the class has no pixel in the window."""
+    cumulative = np.concatenate([np.zeros((1, *counts.shape[1:]), np.int64), np.cumsum(counts, axis=0)])
+    first = np.searchsorted(times_s, times_s - window_s, side="right")
+    summed = cumulative[np.arange(1, len(times_s) + 1)] - cumulative[first]
+    return iou(summed)
+
+
 def miou_window(counts: np.ndarray, times_s: np.ndarray, *, window_s: float) -> np.ndarray:
     """(N,) mIoU of the counts summed over each frame's trailing window (t - window_s, t].
 
     The original's headline protocol: a per-frame curve, averaged afterwards.
     """
-    cumulative = np.concatenate([np.zeros((1, *counts.shape[1:]), np.int64), np.cumsum(counts, axis=0)])
-    first = np.searchsorted(times_s, times_s - window_s, side="right")
-    summed = cumulative[np.arange(1, len(times_s) + 1)] - cumulative[first]
-    return _nanmean_rows(iou(summed))
+    return _nanmean_rows(iou_window(counts, times_s, window_s=window_s))
 
 
 def kbps(bits: float, duration_s: float) -> float:

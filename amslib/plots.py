@@ -139,6 +139,22 @@ def heatmap_figure(table, *, x: str, y: str, title: str, value: str = "miou_wind
     return fig
 
 
+def class_timeline_figure(results: dict[str, RunResult], class_name: str) -> go.Figure:
+    """One class's trailing-window IoU (%) over video time, one line per run."""
+    fig = go.Figure()
+    for name, result in results.items():
+        if class_name not in result.classes:
+            raise ValueError(f"class '{class_name}' is not in run '{name}'; its classes are: "
+                             + ", ".join(result.classes))
+        k = result.classes.index(class_name)
+        fig.add_scatter(x=result.frames["t_s"], y=100 * result.window_iou()[:, k], name=name,
+                        mode="lines", line=dict(color=SCHEME_COLORS.get(name)))
+    fig.update_layout(title=f"IoU of '{class_name}', trailing window (%)", template="plotly_white",
+                      height=400, xaxis_title="video time (s)", yaxis_title="IoU (%)",
+                      yaxis_range=[0, 100])
+    return fig
+
+
 def figures_html(figures: dict[str, go.Figure], *, title: str, table=None) -> str:
     """A self-contained HTML page: an optional table, then the figures (plotly.js once)."""
     parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h2>{title}</h2>"]

@@ -45,6 +45,11 @@ class RunResult:
         return metrics.miou_window(self.counts(), self.frames["t_s"].to_numpy(),
                                    window_s=self.config.eval.window_s)
 
+    def window_iou(self) -> np.ndarray:
+        """(N, K) trailing-window IoU per frame and class, in [0, 1] (NaN: class unseen)."""
+        return metrics.iou_window(self.counts(), self.frames["t_s"].to_numpy(),
+                                  window_s=self.config.eval.window_s)
+
     def summary(self) -> dict:
         """Headline numbers (mIoU in percent, after the warm-up) and bandwidth in Kbps."""
         t = self.frames["t_s"].to_numpy()
@@ -209,3 +214,41 @@ def prediction_recorder(frames: Iterable[int]) -> tuple[Callable, dict[int, np.n
                 if event.start <= f < event.start + len(event.rows):
                     kept[f] = event.predictions[f - event.start]
     return on_event, kept
+
+
+SUMMARY_COLUMNS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps",
+                   "num_updates")
+
+
+def compare_schemes(base: RunConfig, schemes: Iterable[str] = ("none", "ams"), *, video=None,
+                    teacher=None, students=None, progress: bool = True) -> dict[str, RunResult]:
+    """Run each of `schemes` on `base`'s video, one after the other, loading and tracing the
+    students once (each run starts from the pretrained weights); a progress bar per scheme.
+    Returns {scheme: RunResult} in the order given."""
+    from amslib.engine import FramesEvent, Simulation
+    from amslib.progress import progress_bar
+
+    results: dict[str, RunResult] = {}
+    for scheme in schemes:
+        config = replace(base, scheme=scheme)
+        sim = Simulation.create(config, video=video, teacher=teacher, students=students)
+        video, students = sim.video, sim.students
+        with progress_bar(scheme, unit="frame", total=sim.num_frames) as update:
+            def on_event(event, update=update) -> None:
+                if progress and isinstance(event, FramesEvent):
+                    update(event.start + len(event.rows))
+            results[scheme] = collect(config, sim.video.classes, sim.run(), on_event)
+    return results
+
+
+def comparison_table(results: dict[str, RunResult]) -> pd.DataFrame:
+    """One row per run (by name): mIoU by the three protocols (%), Kbps each way, updates."""
+    rows = {name: {k: r.summary()[k] for k in SUMMARY_COLUMNS} for name, r in results.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def per_class_table(results: dict[str, RunResult]) -> pd.DataFrame:
+    """Runs x classes: each class's IoU (%) over the run after the warm-up, as in `summary`
+    (NaN: the class never appeared there)."""
+    rows = {name: r.summary()["iou_per_class"] for name, r in results.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).rename_axis("run")

@@ -500,3 +500,29 @@ class LiveApp:
         fps = self.sim.video.fps
         self.status.value = status_text(self.state, points, duration_s=self.sim.num_frames / fps,
                                         fps=fps, pending=self.pending())
+
+
+# -- a per-class drill-down over several runs ------------------------------------------------
+def class_drilldown(results: dict[str, RunResult], *, class_name: str | None = None) -> widgets.VBox:
+    """A class Dropdown over a plotly figure of that class's trailing-window IoU in every run
+    of `results` (`plots.class_timeline_figure`); an error while redrawing shows below it."""
+    from amslib.plots import class_timeline_figure
+
+    if not results:
+        raise ValueError("no runs to drill into: pass {name: RunResult}, e.g. a sweep's results")
+    classes = next(iter(results.values())).classes
+    choose = widgets.Dropdown(options=classes, value=class_name or classes[0], description="class")
+    figure = go.FigureWidget(class_timeline_figure(results, choose.value))
+    log = widgets.Output()
+
+    def redraw(change: dict) -> None:
+        try:
+            new = class_timeline_figure(results, change["new"])
+            with figure.batch_update():
+                for trace, line in zip(figure.data, new.data):
+                    trace.y = line.y
+                figure.layout.title = new.layout.title
+        except Exception as err:  # noqa: BLE001 - shown to the user, not swallowed
+            log.append_stderr(f"{type(err).__name__}: {err}\n")
+    choose.observe(redraw, names="value")
+    return widgets.VBox([choose, figure, log])

@@ -149,3 +149,22 @@ def test_results_round_trip(tiny_student, students, tiny_video, tmp_path):
 def test_load_result_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a saved run"):
         load_result(tmp_path)
+
+
+def test_compare_schemes_matches_separate_runs(tiny_student, tiny_video, students):
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from amslib.results import compare_schemes, comparison_table
+
+    base = tiny_config(tiny_student)
+    both = compare_schemes(base, ("none", "ams"), video=tiny_video, teacher=TinyOracle(),
+                           students=students, progress=False)
+    alone = run(replace(base, scheme="ams"), tiny_video, students)
+    assert list(both) == ["none", "ams"]
+    pd.testing.assert_frame_equal(both["ams"].frames, alone.frames)  # shared students reset
+    table = comparison_table(both)
+    assert list(table.index) == ["none", "ams"]
+    assert table.loc["none", "downlink_kbps"] == 0 and table.loc["ams", "num_updates"] == 6
+    assert table.loc["ams", "miou_pooled"] == pytest.approx(alone.summary()["miou_pooled"])

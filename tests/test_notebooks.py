@@ -17,7 +17,7 @@ PER_NOTEBOOK = {"03_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebo
                 "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16}}
 # Text that must appear in a notebook's outputs: 01's ledger records the mid-run change;
 # 06's per-class table names the selfie teacher's class.
-EXPECTED = {"03_live_adaptation.ipynb": "fraction=0.05", "04_compare_policies.ipynb": "sparse_q8",
+EXPECTED = {"00_quickstart.ipynb": "miou_window", "03_live_adaptation.ipynb": "fraction=0.05", "04_compare_policies.ipynb": "sparse_q8",
             "06_real_clip.ipynb": "person"}
 
 

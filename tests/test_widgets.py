@@ -208,3 +208,23 @@ def test_start_runs_in_the_background_and_stop_ends_it(make_app):
     frames = len(app.result().frames)
     assert 0 < frames < 40 and len(app.figure.data[MIOU].x) == frames
     assert not app.log.outputs and not app.start_button.disabled
+
+
+def test_class_drilldown_redraws_the_chosen_class():
+    from amslib.results import per_class_table
+    from amslib.widgets import class_drilldown
+
+    frames = pd.DataFrame({"frame": [0, 1], "t_s": [0.0, 0.5], "uplink_bits": [0, 0],
+                           "tp_road": [1, 3], "fp_road": [1, 0], "fn_road": [0, 1],
+                           "tp_sky": [2, 0], "fp_sky": [0, 0], "fn_sky": [2, 0]})
+    config = RunConfig(fps=2.0, eval=EvalConfig(window_s=0.4, warmup_s=0.0))
+    result = RunResult(config, ("road", "sky"), frames, pd.DataFrame())
+    box = class_drilldown({"ams": result})
+    choose, figure = box.children[0], box.children[1]
+    np.testing.assert_allclose(figure.data[0].y, [50.0, 75.0])  # road: 1/2, then 3/4
+    choose.value = "sky"
+    np.testing.assert_allclose(figure.data[0].y, [50.0, np.nan])  # sky absent in frame 1
+    table = per_class_table({"ams": result})  # pooled: road 4/6, sky 2/4
+    np.testing.assert_allclose(table.loc["ams"].to_numpy(), [100 * 4 / 6, 50.0], atol=1e-3)
+    with pytest.raises(ValueError, match="no runs"):
+        class_drilldown({})
