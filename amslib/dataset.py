@@ -27,7 +27,7 @@ from amslib.labels import LabelSet
 from amslib.manifest import VideoEntry
 from amslib.metrics import frame_counts, miou_per_frame
 from amslib.teacher import OracleTeacher, Teacher
-from amslib.video import SyntheticVideo, Video, VideoError, open_video
+from amslib.video import SYNTHETIC_PREFIX, Video, VideoError, open_video
 
 # Files next to a downloaded video that are not the video (download.py's sidecar, resume state).
 _NOT_VIDEO = (".json", ".part", ".tmp")
@@ -79,11 +79,10 @@ def open_with_teacher(spec: str, teacher_spec: str | None, *, height: int, fps: 
     from amslib.teachers_models import parse_teacher
 
     if teacher_spec in (None, "oracle"):
-        video = open_video(spec, height=height, fps=fps, seed=seed)
-        if not isinstance(video, SyntheticVideo):
+        if not spec.startswith(SYNTHETIC_PREFIX):
             raise VideoError(f"'{spec}' has no exact labels; give a teacher, e.g. "
                              "'tflite:selfie_landscape' or 'labels:DIR' (a folder of gt_%06d.png)")
-        return video, OracleTeacher()
+        return open_video(spec, height=height, fps=fps, seed=seed), OracleTeacher()
     teacher = parse_teacher(teacher_spec)
     video = open_video(spec, height=height, fps=fps, seed=seed, label_set=teacher.label_set,
                        classes=getattr(teacher, "classes", None))
