@@ -210,14 +210,14 @@ class FrameExplorer:
         self.next_button = widgets.Button(description="next update", icon="step-forward")
         self.update_list = widgets.Dropdown(options=self._update_options(), description="jump to",
                                             layout=widgets.Layout(width="420px"))
-        self.image = widgets.Image(format="png")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.iou = widgets.HTML()
         self.status = widgets.Label()
         self.log = widgets.Output(layout=widgets.Layout(max_height="200px", overflow="auto"))
         self.widget = widgets.VBox([
             widgets.HBox([self.play, self.slider, self.status]),
             widgets.HBox([self.previous_button, self.next_button, self.update_list]),
-            widgets.HBox([self.image, self.iou]), self.log])
+            self.image, self.iou, self.log])
         self._wire()
         self.show(first)
 
