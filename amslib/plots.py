@@ -163,3 +163,34 @@ def figures_html(figures: dict[str, go.Figure], *, title: str, table=None) -> st
     for k, fig in enumerate(figures.values()):
         parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0)))
     return "".join(parts) + "</body></html>"
+
+
+# -- dataset checks (notebooks/01_dataset_check.ipynb) -------------------------------------------
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+
+
+def class_frequency_figure(shares, *, label_set: LabelSet, title: str = "Pixel share per class") -> go.Figure:
+    """Bars of a `dataset.class_frequencies` Series (shares 0-1, shown in %), each bar in its
+    class's palette colour (grey for ids outside the label set)."""
+    colors = [_hex(label_set.colors[label_set.names.index(n)]) if n in label_set.names else "#bbbbbb"
+              for n in shares.index]
+    fig = go.Figure(go.Bar(x=list(shares.index), y=100 * shares.to_numpy(float), marker_color=colors,
+                           marker_line=dict(color="#333", width=1)))
+    fig.update_layout(title=title, template="plotly_white", height=360, yaxis_title="pixels (%)",
+                      xaxis_title="class")
+    return fig
+
+
+def scene_change_figure(timeline, changes=None, *, step_s: float) -> go.Figure:
+    """The consecutive-label mIoU (%) of a `dataset.scene_change_timeline` over time, with
+    the dips of `dataset.scene_changes` marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=timeline["t_s"], y=timeline["miou_pct"], mode="lines", name=f"mIoU(label t, label t-{step_s:g} s)")
+    if changes is not None and len(changes):
+        fig.add_scatter(x=changes["t_s"], y=changes["miou_pct"], mode="markers", name="scene change",
+                        marker=dict(symbol="triangle-down", size=11, color="#d62728"))
+    fig.update_layout(title="Scene changes: dips of consecutive-label mIoU", template="plotly_white",
+                      height=360, xaxis_title="video time (s)", yaxis_title="mIoU (%)",
+                      yaxis_range=[0, 100], legend=dict(orientation="h", y=1.12))
+    return fig
