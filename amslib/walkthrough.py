@@ -32,7 +32,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from amslib.codec import EncodedUpdate, decode_update, encode_update
-from amslib.config import UPDATE_ENCODERS, RunConfig
+from amslib.config import UPDATE_ENCODERS, AdaptConfig, RunConfig
 from amslib.engine import Students
 from amslib.labels import LabelSet
 from amslib.metrics import frame_counts, miou_pooled
@@ -44,6 +44,20 @@ from amslib.video import Video
 
 _EPS = 1e-9  # the engine's tolerance on times (frame k is at k / fps)
 COMPARED = ("random", "first_layers", "last_layers")  # fixed-mask rules shown next to the update's
+
+
+# The paper's symbols and the AdaptConfig fields that hold them (SPEC.md, "Defaults").
+SYMBOLS = (("τ (tau)", "update_interval_s", "seconds between two updates"),
+           ("T", "horizon_s", "the server trains on the samples of the last T seconds"),
+           ("K", "iterations", "training steps per update"),
+           ("r", "sample_rate_fps", "frames per second the edge sends up"),
+           ("γ (gamma)", "fraction", "share of the parameters an update sends down"))
+
+
+def symbols_table(adapt: AdaptConfig) -> pd.DataFrame:
+    """The paper's symbols with their values in `adapt`: symbol, parameter, value, meaning."""
+    return pd.DataFrame([{"symbol": sym, "parameter": name, "value": getattr(adapt, name), "meaning": meaning}
+                         for sym, name, meaning in SYMBOLS]).set_index("symbol")
 
 
 # -- 1. sampling --------------------------------------------------------------------------------

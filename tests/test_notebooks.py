@@ -14,10 +14,12 @@ SMALL = {"max_seconds": 40, "height": 64, "iterations": 2, "autorun": True, "cha
 PER_NOTEBOOK = {"03_live_adaptation.ipynb": {"new_fraction": 0.05},  # by notebook file name
                 "04_compare_policies.ipynb": {"experiment": "encoders", "workers": 1,
                                          "axes": {"update_encoder": ("original", "sparse_q8")}},
+                "05_how_ams_works.ipynb": {"t_update_s": 20.0, "horizon_s": 10.0},
                 "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16}}
 # Text that must appear in a notebook's outputs: 01's ledger records the mid-run change;
-# 06's per-class table names the selfie teacher's class.
+# 05's size table names every encoder; 06's per-class table names the selfie teacher's class.
 EXPECTED = {"03_live_adaptation.ipynb": "fraction=0.05", "04_compare_policies.ipynb": "sparse_q8",
+            "05_how_ams_works.ipynb": "sparse_q8",
             "06_real_clip.ipynb": "person"}
 
 

@@ -45,6 +45,13 @@ def walk_of(config, video, students, *, t_s=10.0):
     return wk.one_update(students, buffer, upcoming, config=config, t_s=t_s, class_ids=video.class_ids), upcoming
 
 
+def test_symbols_table():
+    table = wk.symbols_table(AdaptConfig(update_interval_s=7.0, fraction=0.05))
+    assert table.loc["τ (tau)", "value"] == 7.0 and table.loc["γ (gamma)", "value"] == 0.05
+    assert table.loc["T", "parameter"] == "horizon_s" and table.loc["K", "value"] == 200
+    assert table.loc["r", "value"] == 1.0
+
+
 # -- 1. sampling ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("start, stop, rate, expected", [
     (2.0, 5.0, 1.0, [2.0, 3.0, 4.0]),       # stop excluded
