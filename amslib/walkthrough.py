@@ -56,8 +56,9 @@ SYMBOLS = (("τ (tau)", "update_interval_s", "seconds between two updates"),
 
 def symbols_table(adapt: AdaptConfig) -> pd.DataFrame:
     """The paper's symbols with their values in `adapt`: symbol, parameter, value, meaning."""
-    return pd.DataFrame([{"symbol": sym, "parameter": name, "value": getattr(adapt, name), "meaning": meaning}
-                         for sym, name, meaning in SYMBOLS]).set_index("symbol")
+    rows = [{"symbol": sym, "parameter": name, "value": getattr(adapt, name), "meaning": meaning}
+            for sym, name, meaning in SYMBOLS]
+    return pd.DataFrame(rows, dtype=object).set_index("symbol")  # object: K stays an int
 
 
 # -- 1. sampling --------------------------------------------------------------------------------
@@ -363,8 +364,8 @@ def sampling_figure(samples: LabelledFrames, *, start_s: float, stop_s: float, f
     shown = samples.pick(max_thumbnails)
     width = (stop_s - start_s) / max(len(shown), 1) * 0.92
     for t, frame in zip(shown.times_s, shown.frames):
-        fig.add_layout_image(source=Image.fromarray(frame), x=t, y=0.22, xref="x", yref="y", sizex=width,
-                             sizey=0.7, xanchor="center", yanchor="bottom", sizing="contain", layer="above")
+        fig.add_layout_image(source=Image.fromarray(frame), x=t, y=0.6, xref="x", yref="y", sizex=width,
+                             sizey=0.7, xanchor="center", yanchor="middle", sizing="contain", layer="above")
     fig.update_layout(template="plotly_white", height=300, title="What the edge sends up",
                       xaxis=dict(title="video time (s)", range=[start_s - width / 2, stop_s + width / 2]),
                       yaxis=dict(visible=False, range=[0, 1]), legend=dict(orientation="h", y=-0.35))

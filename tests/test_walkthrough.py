@@ -49,6 +49,7 @@ def test_symbols_table():
     table = wk.symbols_table(AdaptConfig(update_interval_s=7.0, fraction=0.05))
     assert table.loc["τ (tau)", "value"] == 7.0 and table.loc["γ (gamma)", "value"] == 0.05
     assert table.loc["T", "parameter"] == "horizon_s" and table.loc["K", "value"] == 200
+    assert isinstance(table.loc["K", "value"], int)
     assert table.loc["r", "value"] == 1.0
 
 
