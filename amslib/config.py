@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-# Parameter-selection strategies (SPEC.md, "Mechanisms"); all but `full` send the same number
-# of scalars, round(fraction * P), so they compare at equal `fraction`.
-STRATEGIES = ("gradient_guided", "full", "first_layers", "last_layers", "first_and_last", "random")
+# Parameter-selection strategies (SPEC.md, "Mechanisms"; `gradient_magnitude` is ours, see
+# amslib/training.py); all but `full` send the same number of scalars, round(fraction * P),
+# so they compare at equal `fraction`.
+STRATEGIES = ("gradient_guided", "full", "first_layers", "last_layers", "first_and_last", "random",
+              "gradient_magnitude")
 # `jit` and `remote_tracking` are the paper's baselines (SPEC.md, "Baselines"); amslib/baselines.py.
 SCHEMES = ("none", "one_time", "ams", "jit", "remote_tracking")
 # How a model update is written for the downlink (amslib/codec.py): the original's bitmask +

@@ -236,3 +236,32 @@ def test_training_does_not_depend_on_what_ran_before(tiny_student):
                                 iterations=3, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
         values.append(result.values)
     np.testing.assert_array_equal(values[0], values[1])
+
+
+def test_gradient_magnitude_ranks_by_the_first_batch_gradient(tiny_student):
+    """The mask is the top |gradient| of the batch `fit` would draw first; outside it nothing
+    moves. And why the strategy exists: one fresh Adam step moves every scalar with a
+    gradient well above eps' by about lr, whatever the gradient's size."""
+    from amslib.student import StudentSpec, flat_weights, load_student
+    from amslib.training import Trainer, top_fraction_mask
+
+    video = TinyVideo()
+    frames, labels = video.frames(40, 50), video.labels(40, 50)
+    spec = StudentSpec(height=32, width=64, width_multiplier=0.35, head_channels=16)
+    trainer = Trainer(load_student(spec, tiny_student), class_ids=video.class_ids, lr=1e-3)
+    start = flat_weights(trainer.model)
+    pick = np.random.default_rng(0).choice(10, size=4, replace=False)
+    gradient = trainer.gradient(frames[pick], labels[pick])
+    result = trainer.update(frames, labels, base=start, strategy="gradient_magnitude", fraction=0.1,
+                            iterations=3, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(result.mask, top_fraction_mask(gradient, 0.1))
+    np.testing.assert_array_equal(result.values[~result.mask], start[~result.mask])
+    assert np.any(result.values[result.mask] != start[result.mask])
+
+    trainer.update(frames[pick], labels[pick], base=start, strategy="full", fraction=1.0,
+                   iterations=1, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+    change = np.abs(flat_weights(trainer.model) - start)
+    strong = np.abs(gradient) > 1e-4  # 30x eps' = 1e-7 / sqrt(1 - 0.999)
+    assert strong.mean() > 0.1  # more than the 10% to send: the top 10% by change is near-ties
+    np.testing.assert_allclose(change[strong], 1e-3, rtol=0.05)  # about lr, for gradients
+    assert np.ptp(np.abs(gradient[strong])) > 1e-3                # that differ 10x and more
