@@ -433,3 +433,39 @@ def before_after_strip(walk: UpdateWalk, upcoming: LabelledFrames, *, label_set:
     return comparison_strip(upcoming.frames[picks], upcoming.labels[picks],
                             {"before": walk.before_next[picks], "after": walk.after_next[picks]},
                             label_set=label_set, titles=[f"t = {t:.1f} s" for t in upcoming.times_s[picks]])
+
+
+# -- why gradient-guided selection rests on near-ties ------------------------------------------
+ADAM_EPSILON, ADAM_BETA2 = 1e-7, 0.999  # Keras' Adam defaults, which amslib.training uses
+
+
+def adam_first_step(gradient: np.ndarray, *, lr: float, epsilon: float = ADAM_EPSILON,
+                    beta2: float = ADAM_BETA2) -> np.ndarray:
+    """|change| (P,) of each scalar after one Adam step from a fresh state, for `gradient` (P,):
+    lr * |g| / (|g| + epsilon / sqrt(1 - beta2)) (the bias corrections cancel m and v's scales)."""
+    g = np.abs(np.asarray(gradient, np.float64))
+    return lr * g / (g + epsilon / np.sqrt(1.0 - beta2))
+
+
+def first_step_spread(students: Students, buffer: LabelledFrames, *, base: np.ndarray, lr: float,
+                      batch_size: int, seed: int, tolerance: float = 0.01) -> dict:
+    """How much one fresh Adam step on all parameters, the step gradient-guided selection ranks
+    by, tells the scalars apart, on the batch the update would draw first.
+
+    Returns `share_near_lr` (the share of scalars that moved within `tolerance` x lr of lr),
+    `gradient_p10`/`gradient_p90` (the 10th and 90th percentile of |gradient| among those:
+    how different the gradients that moved alike are) and the measured `change` (P,)."""
+    trainer = students.trainer
+    pick = np.random.default_rng(seed).choice(len(buffer.frames), size=min(batch_size, len(buffer.frames)),
+                                              replace=False)
+    set_flat_weights(trainer.model, base)
+    gradient = trainer.gradient(buffer.frames[pick], buffer.labels[pick])
+    trainer.reset_optimizer(lr=lr)
+    trainer.unmask()
+    trainer.step_on(buffer.frames[pick], buffer.labels[pick])
+    change = np.abs(flat_weights(trainer.model) - base)
+    set_flat_weights(trainer.model, base)
+    near = np.abs(change - lr) <= tolerance * lr
+    g = np.abs(gradient[near]) if near.any() else np.zeros(1)
+    return {"share_near_lr": float(near.mean()), "gradient_p10": float(np.percentile(g, 10)),
+            "gradient_p90": float(np.percentile(g, 90)), "change": change, "gradient": gradient}

@@ -276,3 +276,21 @@ def test_figures_and_pictures(tiny_student, students, tiny_video):
     assert picture.size[0] > 3 * 64 and picture.size[1] > 4 * 32  # 3 columns; frame, teacher, before, after
     assert wk.samples_strip(samples, label_set=CITYSCAPES19, count=2).size[1] > 2 * 32
     assert wk.legend_image(CITYSCAPES19, ("road", "sky")).size == (220, 22)
+
+
+def test_adam_first_step_formula_known_values():
+    change = wk.adam_first_step(np.array([0.0, 1e-2, -1e-2, 1e-7 / np.sqrt(1e-3)]), lr=1e-3)
+    np.testing.assert_allclose(change, [0.0, 1e-3 * 1e-2 / (1e-2 + 1e-7 / np.sqrt(1e-3)), 1e-3 * 1e-2 / (1e-2 + 1e-7 / np.sqrt(1e-3)), 0.5e-3])
+
+
+def test_first_step_spread_is_the_formula(students, tiny_video):
+    """The measured first Adam step is lr * |g| / (|g| + eps'), for every scalar: why ranking
+    by it ties every scalar whose gradient is well above eps'."""
+    buffer = wk.buffer_at(tiny_video, TinyOracle(), t_s=10.0, horizon_s=20.0, rate_fps=1.0)
+    spread = wk.first_step_spread(students, buffer, base=students.pretrained, lr=1e-3, batch_size=2, seed=0)
+    expected = wk.adam_first_step(spread["gradient"], lr=1e-3)
+    np.testing.assert_allclose(spread["change"], expected, atol=2e-6)  # float32 weights near 1
+    near = np.abs(expected - 1e-3) <= 1e-5
+    assert spread["share_near_lr"] == pytest.approx(near.mean(), abs=0.01)
+    assert spread["gradient_p90"] > 3 * spread["gradient_p10"]  # unlike gradients, alike moves
+    np.testing.assert_array_equal(flat_weights(students.trainer.model), students.pretrained)  # restored
