@@ -45,7 +45,7 @@ TOKEN = "ams-browser-test"
 VIEWPORT = {"width": 1280, "height": 900}
 # Seconds to wait for: the server, the widgets after Run All (kernel start, TensorFlow import),
 # two updates after Start, the change after moving the slider, the end of the run.
-SERVER_S, WIDGETS_S, UPDATES_S, CHANGE_S, FINISH_S = 90, 180, 180, 120, 180
+SERVER_S, WIDGETS_S, UPDATES_S, CHANGE_S, FINISH_S = 90, 180, 180, 60, 180
 OLD_FRACTION = 0.1  # the laptop preset's fraction, the slider's value at Start
 
 
@@ -233,6 +233,10 @@ def test_live_notebook_in_chromium(lab, artifacts):
         _missing("the `playwright` Python package is not installed (pip install -e '.[dev]')")
 
     shots: list[Path] = []
+    t0, phases = time.monotonic(), []
+
+    def phase(name: str) -> None:
+        phases.append(f"{name} {time.monotonic() - t0:.0f}s")
 
     def screenshot(page, name: str) -> None:
         path = artifacts / name
@@ -299,6 +303,7 @@ def test_live_notebook_in_chromium(lab, artifacts):
                             f"{seen()}", pytrace=False)
             page.evaluate(RECORD_STATUS)
 
+            phase("widgets shown")
             start.click()
             wait_for("() => (window.__amsStatus || []).some(t => /^running: .* ([2-9]|\\d\\d+) updates arrived/.test(t))",
                      None, UPDATES_S, "the status did not report two updates arrived after pressing Start")
@@ -308,6 +313,7 @@ def test_live_notebook_in_chromium(lab, artifacts):
             except PlaywrightError:
                 pytest.fail(f"the status reports two updates but the figure has no two arrival markers\n"
                             f"{seen()}", pytrace=False)
+            phase("two updates")
             status.scroll_into_view_if_needed()
             panel = page.locator(".jupyter-widgets.widget-vbox", has=start).last
             panel.evaluate("el => el.scrollIntoView({block: 'start'})")
@@ -335,10 +341,12 @@ def test_live_notebook_in_chromium(lab, artifacts):
             wait_for("t => Array.from(document.querySelectorAll('.js-plotly-plot .annotation-text'))"
                      ".some(a => a.textContent.trim() === t)", change, CHANGE_S,
                      f"the figure never marked an update applying {change}")
+            phase("change applied")
             screenshot(page, "live_adaptation_changed.png")
 
             wait_for("() => (window.__amsStatus || []).some(t => t.startsWith('finished:'))", None,
                      FINISH_S, "the run did not finish")
+            phase("run finished")
             final = page.evaluate("window.__amsStatus.at(-1)")
             assert "pending" not in final, f"a change is still pending at the end: {final}"
 
@@ -374,4 +382,6 @@ def test_live_notebook_in_chromium(lab, artifacts):
     # computed applies it (at most one more may have been on its way down then)
     assert arrived_at_move <= at <= arrived_at_move + 1, \
         f"{change} was pending after {arrived_at_move} updates arrived, but update {ledger[at]['update']} (#{at + 1} in the ledger) applied it"
-    print(f"\n{change} applied by update {ledger[at]['update']}; screenshots:", *shots, sep="\n  ")
+    phase("ledger read")
+    print("\nat:", ", ".join(phases))
+    print(f"{change} applied by update {ledger[at]['update']}; screenshots:", *shots, sep="\n  ")
