@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m amslib demo --out runs/demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The paper's claims against measurements on synthetic:street: writes docs/claims.md.
 claims: $(VENV)/.installed
