@@ -78,7 +78,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                {"scheme": ("none", "one_time", "ams", "jit", "remote_tracking")}),
     Experiment("strategies", "which parameters to update, at equal fraction",
                {"strategy": tuple(STRATEGIES), "fraction": (0.01, 0.05, 0.1, 0.2)},
-               {"strategy": ("gradient_guided", "random"), "fraction": (0.05, 0.2)},
+               {"strategy": ("gradient_guided", "gradient_magnitude", "random"), "fraction": (0.05, 0.2)},
                heatmap=("fraction", "strategy"), keep=_full_once),
     Experiment("horizon", "training horizon T x evaluation horizon tau (the original's horizon mode)",
                {"horizon_s": (30.0, 60.0, 120.0, 240.0), "update_interval_s": (5.0, 10.0, 20.0, 40.0)},
