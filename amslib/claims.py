@@ -307,11 +307,16 @@ def claims_markdown(report: ClaimsReport) -> str:
         for video in videos:
             c = report.claims[video][k]
             cells += [c.measured, "yes" if c.holds else f"**no**: {c.reason}"]
-        lines.append(f"| {claim} | {paper} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(t) for t in (claim, paper, *cells)) + " |")
     lines += ["", "## How it was measured", ""] + _setup_lines(report)
     table = runs_table(report)
     lines += ["", "## The runs", "", _markdown_table(table), ""]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: a bare | (as in |gradient|) would split the cell."""
+    return text.replace("|", "\\|")
 
 
 def _setup_lines(report: ClaimsReport) -> list[str]:

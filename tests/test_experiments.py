@@ -154,3 +154,11 @@ def test_cli_sweep_and_claims_errors(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err, err
     assert not out.exists()
+
+
+def test_claims_cells_escape_bars():
+    from amslib.claims import _cell
+
+    assert _cell("|gradient| 56.4") == "\\|gradient\\| 56.4"
+    row = "| " + " | ".join(_cell(t) for t in ("a|b", "c")) + " |"
+    assert row.replace("\\|", "").count("|") == 3  # three column bars: two cells
