@@ -191,7 +191,7 @@ def peak_rss_child(minutes: float, *, fps: float, height: int) -> float:
 def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
     """All measurements; `quick` uses fewer frames and shorter runs (minutes, not tens)."""
     out: dict = {"quick": quick, "machine": machine_info()}
-    laptop, paper = preset("laptop"), preset("paper")
+    laptop = preset("laptop")
     edge = edge_speed(laptop, frames=64 if quick else 256)
     students, video = edge.pop("students"), edge.pop("video")
     out.update({k: edge[k] for k in ("edge_ms_per_frame", "batched_speedup_vs_reference")})

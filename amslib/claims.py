@@ -29,7 +29,6 @@ ORIGINAL_FPS = 30.0  # Mullapudi et al.'s strides (8..64 frames) are frames of 3
 CLOSE_POINTS = 2.0  # "close" = within 2 mIoU points
 FAR_MORE = 3.0  # "far more bandwidth" = at least 3x AMS's up + down
 ASR_SAVING = 0.2  # ASR "saves uplink" = at least 20% less, losing at most CLOSE_POINTS mIoU
-PAPER = {"ams": (169, 206), "jit": (2520, 3207), "remote_tracking": (1880, 30), "one_time": (50, 80)}
 
 
 @dataclass(frozen=True)

@@ -7,55 +7,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 DEMO_SCHEMES = ("none", "one_time", "ams")
 
 
-def _progress(total: int, desc: str) -> tuple[Callable, Callable]:
-    """A tqdm bar fed by simulation events; returns (on_event, close)."""
-    from tqdm.auto import tqdm
-
-    from amslib.engine import FramesEvent
-
-    bar = tqdm(total=total, desc=desc, unit="frame", leave=True, dynamic_ncols=True)
-    updates = [0]
-
-    def on_event(event) -> None:
-        if isinstance(event, FramesEvent):
-            bar.update(len(event.rows))
-        elif event.row.get("sent"):
-            updates[0] += 1
-            bar.set_postfix(updates=updates[0])
-    return on_event, bar.close
-
-
-def _run_one(config, *, video=None, teacher=None, snapshots=None, students=None):
-    """Run one scheme with a progress bar; optionally keep predictions at `snapshots` frames.
+def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
+    """Run one scheme with a progress bar; keep the predictions at `snapshots` frames.
     Returns (result, predictions kept, the simulation)."""
-    from amslib.engine import FramesEvent, Simulation
-    from amslib.results import collect
+    from amslib.engine import Simulation
+    from amslib.results import prediction_recorder, run_simulation
 
     sim = Simulation.create(config, video=video, teacher=teacher, students=students)
-    on_progress, close = _progress(sim.num_frames, config.scheme)
-    kept: dict[int, object] = {}
-
-    def on_event(event) -> None:
-        on_progress(event)
-        if snapshots and isinstance(event, FramesEvent):
-            for f in snapshots:
-                if event.start <= f < event.start + len(event.rows):
-                    kept[f] = event.predictions[f - event.start]
-    try:
-        result = collect(config, sim.video.classes, sim.run(), on_event)
-    finally:
-        close()
-    return result, kept, sim
+    on_event, kept = prediction_recorder(snapshots)
+    return run_simulation(sim, on_event=on_event, progress=True), kept, sim
 
 
 def _table(summaries: dict[str, dict]) -> str:
-    keys = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps", "num_updates")
+    from amslib.results import SUMMARY_COLUMNS as keys
     lines = [f"{'scheme':<10}" + "".join(f"{k:>17}" for k in keys)]
     for name, s in summaries.items():
         cells = "".join(f"{s[k]:>17.1f}" if isinstance(s[k], float) else f"{str(s[k]):>17}" for k in keys)

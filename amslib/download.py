@@ -456,12 +456,6 @@ def sidecar_path(out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}.json"
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def cached_clip(out_dir: Path, request: Request) -> Clip | None:
     """The clip an earlier call downloaded for the same request, if its file is intact."""
     side = sidecar_path(out_dir, request.name)
@@ -480,6 +474,8 @@ def cached_clip(out_dir: Path, request: Request) -> Clip | None:
 
 def _prepare_work(work: Path, plan: dict) -> None:
     """Keep the work folder of an interrupted call with the same plan; else start afresh."""
+    from amslib.results import write_json  # atomic; imported here: results brings pandas
+
     plan_file = work / "plan.json"
     try:
         same = json.loads(plan_file.read_text()) == plan
@@ -488,7 +484,7 @@ def _prepare_work(work: Path, plan: dict) -> None:
     if not same:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        write_json_atomic(plan_file, plan)
+        write_json(plan_file, plan)
 
 
 def _drop_unfinished(work: Path) -> None:
@@ -615,6 +611,8 @@ def _fetch_whole(request: Request, options: Options, work: Path,
 def _finish(path: Path, request: Request, out_dir: Path, cut: str) -> Clip:
     """Move the finished video into place and write its sidecar (in that order: a sidecar
     never describes a file that is not there)."""
+    from amslib.results import write_json  # atomic; imported here: results brings pandas
+
     stream = probe(path)
     frames = count_frames(path)
     final = out_dir / f"{request.name}{path.suffix}"
@@ -626,7 +624,7 @@ def _finish(path: Path, request: Request, out_dir: Path, cut: str) -> Clip:
         if old != final and old.stem == request.name and old.suffix != ".json" and old.is_file():
             old.unlink()
     os.replace(path, final)
-    write_json_atomic(sidecar_path(out_dir, request.name), clip.sidecar())
+    write_json(sidecar_path(out_dir, request.name), clip.sidecar())
     return clip
 
 

@@ -31,11 +31,10 @@ from typing import Any
 import pandas as pd
 
 from amslib.config import STRATEGIES, UPDATE_ENCODERS, ConfigError, RunConfig, with_overrides
-from amslib.results import RunResult, save_result, simulate
+from amslib.results import SUMMARY_COLUMNS as RESULT_COLUMNS, RunResult, save_result, simulate
 
 TABLE_FILE, REPORT_FILE = "table.csv", "report.html"
-SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", "miou_window", "miou_pooled",
-                   "miou_frame_mean", "uplink_kbps", "downlink_kbps", "num_updates")
+SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", *RESULT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -127,17 +126,15 @@ def grid_jobs(base: RunConfig, axes: dict[str, Iterable], *, keep: Callable[[dic
 def parse_axes(base: RunConfig, items: dict[str, str]) -> dict[str, tuple]:
     """{'fraction': '0.05,0.1'} -> {'fraction': (0.05, 0.1)}, each value parsed and checked
     as a `--set` value of that parameter would be."""
-    from dataclasses import fields
+    from amslib.config import _field_owner
 
     axes = {}
     for key, text in items.items():
         values = []
         for value in (v.strip() for v in text.split(",") if v.strip()):
             config = with_overrides(base, {key: value})
-            owner = next((getattr(config, f.name) for f in fields(config)
-                          if f.name in ("adapt", "link", "eval", "baseline") and hasattr(getattr(config, f.name), key)),
-                         config)
-            values.append(getattr(owner, key))
+            sub, _ = _field_owner(config, key)
+            values.append(getattr(config if sub is None else getattr(config, sub), key))
         if not values:
             raise ConfigError(f"--axis {key}= needs at least one value, e.g. {key}=a,b")
         axes[key] = tuple(values)

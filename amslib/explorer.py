@@ -17,23 +17,21 @@ from __future__ import annotations
 
 import io
 import math
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from amslib.config import ConfigError, RunConfig
+from amslib.config import RunConfig
 from amslib.dataset import sample_frames
 from amslib.labels import IGNORE_ID, LabelSet
 from amslib.metrics import frame_counts, iou
 from amslib.results import RunResult, collect, prediction_recorder
 from amslib.teacher import Teacher
 from amslib.video import Video
+from amslib.widgets import error_text, guarded
 
 ERROR_RGB = (255, 0, 0)
 _EPS = 1e-9
@@ -228,28 +226,16 @@ class FrameExplorer:
              int(r.arrival_frame)) for r in rows]
 
     def _wire(self) -> None:
-        self.slider.observe(self._shown(lambda change: self._on_slider(change["new"])), names="value")
-        self.next_button.on_click(self._shown(lambda _: self.next_update()))
-        self.previous_button.on_click(self._shown(lambda _: self.previous_update()))
-        self.update_list.observe(self._shown(lambda change: self._on_pick(change["new"])), names="value")
-
-    def _shown(self, callback: Callable) -> Callable:
-        """`callback` with any exception shown in the log Output (ipywidgets would send it to
-        the kernel log, where a notebook user never sees it)."""
-        def wrapped(*args: Any) -> None:
-            try:
-                callback(*args)
-            except Exception as err:  # noqa: BLE001 - shown to the user, not swallowed
-                self.show_error(err)
-        return wrapped
+        self.slider.observe(guarded(lambda change: self._on_slider(change["new"]), self.show_error),
+                            names="value")
+        self.next_button.on_click(guarded(lambda _: self.next_update(), self.show_error))
+        self.previous_button.on_click(guarded(lambda _: self.previous_update(), self.show_error))
+        self.update_list.observe(guarded(lambda change: self._on_pick(change["new"]), self.show_error),
+                                 names="value")
 
     def show_error(self, err: BaseException) -> None:
-        """Append `err` to the log: a ValueError/ConfigError as its message, else its traceback."""
-        if isinstance(err, (ValueError, ConfigError)):
-            text = f"{type(err).__name__}: {err}\n"
-        else:
-            text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        self.log.append_stderr(text)
+        """Append `err` to the log: a ValueError (ConfigError too) as its message, else its traceback."""
+        self.log.append_stderr(error_text(err, brief=(ValueError,)))
         self.status.value = f"error: {type(err).__name__} (details below)"
 
     # -- browsing ----------------------------------------------------------------------

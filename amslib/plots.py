@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 
 from amslib.labels import LabelSet
-from amslib.results import RunResult
+from amslib.results import SUMMARY_COLUMNS, RunResult
 
 SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4", "jit": "#d62728",
                  "remote_tracking": "#2ca02c"}
@@ -61,7 +61,7 @@ def write_report(results: dict[str, RunResult], summaries: dict[str, dict], path
     Path(path).write_text(html)
 
 
-_TABLE_KEYS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps", "num_updates")
+_TABLE_KEYS = SUMMARY_COLUMNS
 
 
 def _fmt(value) -> str:

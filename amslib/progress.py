@@ -33,3 +33,22 @@ def progress_bar(desc: str, *, unit: str = "it", total: float | None = None,
     finally:
         for bar in bars:
             bar.close()
+
+
+def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], None]]:
+    """A tqdm bar fed by a simulation's events: frames done out of `total`, and the number of
+    updates sent; returns (on_event, close)."""
+    from tqdm.auto import tqdm
+
+    from amslib.engine import FramesEvent
+
+    bar = tqdm(total=total, desc=desc, unit="frame", leave=True, dynamic_ncols=True)
+    updates = [0]
+
+    def on_event(event) -> None:
+        if isinstance(event, FramesEvent):
+            bar.update(len(event.rows))
+        elif event.row.get("sent"):
+            updates[0] += 1
+            bar.set_postfix(updates=updates[0])
+    return on_event, bar.close

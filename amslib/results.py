@@ -70,8 +70,8 @@ class RunResult:
             "miou_pooled": _pct(metrics.miou_pooled(counts[keep])),
             "miou_frame_mean": _pct(metrics.miou_frame_mean(counts[keep])),
             "iou_per_class": {c: _pct(v) for c, v in zip(self.classes, per_class)},
-            "uplink_kbps": metrics.kbps(float(self.frames["uplink_bits"].sum()), duration_s) if duration_s else 0.0,
-            "downlink_kbps": metrics.kbps(down_bits, duration_s) if duration_s else 0.0,
+            "uplink_kbps": kbps(float(self.frames["uplink_bits"].sum())),
+            "downlink_kbps": kbps(down_bits),
             "num_updates": int(self.updates["sent"].fillna(False).astype(bool).sum()) if "sent" in self.updates else 0,
             "update_encoder": self.config.link.update_encoder,
             # the same model updates under every encoder (0: no model sent; None: not sized,
@@ -197,8 +197,27 @@ def simulate(config: RunConfig, *, video=None, teacher=None, students=None,
     `students` (an `engine.Students`) reuses already loaded models."""
     from amslib.engine import Simulation
 
-    sim = Simulation.create(config, video=video, teacher=teacher, students=students)
-    return collect(config, sim.video.classes, sim.run(), on_event)
+    return run_simulation(Simulation.create(config, video=video, teacher=teacher, students=students),
+                          on_event=on_event)
+
+
+def run_simulation(sim, *, on_event: Callable | None = None, progress: bool = False) -> RunResult:
+    """Run a created `engine.Simulation` to the end and return its tables; `on_event` follows
+    it live; `progress` draws a bar of frames done and updates sent."""
+    if not progress:
+        return collect(sim.config, sim.video.classes, sim.run(), on_event)
+    from amslib.progress import simulation_progress
+
+    on_progress, close = simulation_progress(sim.num_frames, sim.config.scheme)
+
+    def both(event) -> None:
+        on_progress(event)
+        if on_event is not None:
+            on_event(event)
+    try:
+        return collect(sim.config, sim.video.classes, sim.run(), both)
+    finally:
+        close()
 
 
 def prediction_recorder(frames: Iterable[int]) -> tuple[Callable, dict[int, np.ndarray]]:
@@ -225,25 +244,20 @@ def compare_schemes(base: RunConfig, schemes: Iterable[str] = ("none", "ams"), *
     """Run each of `schemes` on `base`'s video, one after the other, loading and tracing the
     students once (each run starts from the pretrained weights); a progress bar per scheme.
     Returns {scheme: RunResult} in the order given."""
-    from amslib.engine import FramesEvent, Simulation
-    from amslib.progress import progress_bar
+    from amslib.engine import Simulation
 
     results: dict[str, RunResult] = {}
     for scheme in schemes:
-        config = replace(base, scheme=scheme)
-        sim = Simulation.create(config, video=video, teacher=teacher, students=students)
+        sim = Simulation.create(replace(base, scheme=scheme), video=video, teacher=teacher, students=students)
         video, students = sim.video, sim.students
-        with progress_bar(scheme, unit="frame", total=sim.num_frames) as update:
-            def on_event(event, update=update) -> None:
-                if progress and isinstance(event, FramesEvent):
-                    update(event.start + len(event.rows))
-            results[scheme] = collect(config, sim.video.classes, sim.run(), on_event)
+        results[scheme] = run_simulation(sim, progress=progress)
     return results
 
 
 def comparison_table(results: dict[str, RunResult]) -> pd.DataFrame:
     """One row per run (by name): mIoU by the three protocols (%), Kbps each way, updates."""
-    rows = {name: {k: r.summary()[k] for k in SUMMARY_COLUMNS} for name, r in results.items()}
+    summaries = {name: r.summary() for name, r in results.items()}
+    rows = {name: {k: s[k] for k in SUMMARY_COLUMNS} for name, s in summaries.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 

@@ -15,7 +15,6 @@ imported only when a model first labels a frame, so specs parse and caches answe
 from __future__ import annotations
 
 import csv
-import hashlib
 import tarfile
 import warnings
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from PIL import Image
 
+from amslib.download import sha256_of
 from amslib.labels import get_id_map, get_label_set
 from amslib.teacher import KerasTeacher, LabelFolderTeacher, OracleTeacher, Teacher
 
@@ -40,14 +40,6 @@ OPTIONS = {"oracle": (), "deeplab": ("labels", "sha256"), "keras": ("labels",),
 
 class TeacherError(ValueError):
     """A teacher spec or model that cannot be used; the message says what to do."""
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- specs (pure)
@@ -110,7 +102,7 @@ class FrozenGraphTeacher(Teacher):
             raise TeacherError(f"frozen graph not found: {self.path}; give a frozen_inference_graph.pb "
                                "or a model-zoo name (see amslib/assets/deeplab_model_zoo.csv)")
         self.label_set = get_label_set(label_set).name
-        self.name = name or f"deeplab-{file_digest(self.path)[:16]}"
+        self.name = name or f"deeplab-{sha256_of(self.path)[:16]}"
         self._fn = None
 
     def _load(self):
@@ -245,7 +237,7 @@ class TFLiteTeacher(Teacher):
         self.label_set = labels.name
         self.foreground_id = labels.ids([foreground])[0]
         self.value_range, self.threshold, self.num_threads = value_range, threshold, num_threads
-        self.name = (f"tflite-{file_digest(self.path)[:16]}-r{value_range[0]:g},{value_range[1]:g}"
+        self.name = (f"tflite-{sha256_of(self.path)[:16]}-r{value_range[0]:g},{value_range[1]:g}"
                      f"-t{threshold:g}-f{self.foreground_id}")
         self._interpreter = None
 
@@ -325,7 +317,7 @@ def keras_teacher(path: str | Path, *, label_set: str | None = None) -> Teacher:
     guessed = {19: "cityscapes19", 21: "voc21"}.get(classes)
     if label_set is None and guessed is None:
         raise TeacherError(f"{path.name} outputs {classes} classes; say which label set with ?labels=NAME")
-    teacher = KerasTeacher(model, name=f"keras-{file_digest(path)[:16]}")
+    teacher = KerasTeacher(model, name=f"keras-{sha256_of(path)[:16]}")
     teacher.label_set = get_label_set(label_set or guessed).name
     size = model.input_shape[1:3]
     if None not in size:  # a fixed input size: frames of another size are resized

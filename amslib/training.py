@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from amslib.config import STRATEGIES
 from amslib.student import flat_weights, set_flat_weights
 
 
@@ -47,7 +48,11 @@ def top_fraction_mask(delta: np.ndarray, fraction: float) -> np.ndarray:
 
 
 MASKED_STRATEGIES = ("first_layers", "last_layers", "first_and_last", "random")
-RANKED_STRATEGIES = ("gradient_guided", "gradient_magnitude")
+
+
+def draw_batch(rng: np.random.Generator, num_samples: int, batch_size: int) -> np.ndarray:
+    """Indices of one training batch: `batch_size` of `num_samples` (all if fewer), no repeats."""
+    return rng.choice(num_samples, size=min(batch_size, num_samples), replace=False)
 
 
 def selection_count(num_params: int, fraction: float) -> int:
@@ -143,7 +148,7 @@ class Trainer:
         labels (N, H, W) uint8."""
         losses = []
         for _ in range(steps):
-            pick = rng.choice(len(frames), size=min(batch_size, len(frames)), replace=False)
+            pick = draw_batch(rng, len(frames), batch_size)
             losses.append(float(self._step(frames[pick], labels[pick])))
         return losses
 
@@ -151,9 +156,8 @@ class Trainer:
                strategy: str, fraction: float, iterations: int, batch_size: int, lr: float,
                rng: np.random.Generator) -> TrainResult:
         """One server update from `base` (P,) float32: train, select, return the new values."""
-        if strategy not in ("full", *RANKED_STRATEGIES, *MASKED_STRATEGIES):
-            raise ValueError(f"unknown strategy '{strategy}'; use one of full, "
-                             + ", ".join((*RANKED_STRATEGIES, *MASKED_STRATEGIES)))
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy '{strategy}'; use one of {', '.join(STRATEGIES)}")
         set_flat_weights(self.model, base)
         self.reset_optimizer(lr=lr)
         fit = dict(batch_size=batch_size, rng=rng)
@@ -185,7 +189,7 @@ class Trainer:
                       batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """(P,) bool: the round(fraction * P) scalars of largest |gradient| on a batch drawn
         as `fit` draws its first one."""
-        pick = rng.choice(len(frames), size=min(batch_size, len(frames)), replace=False)
+        pick = draw_batch(rng, len(frames), batch_size)
         return top_fraction_mask(self.gradient(frames[pick], labels[pick]), fraction)
 
     def step_on(self, frames: np.ndarray, labels: np.ndarray) -> float:
@@ -243,8 +247,9 @@ def sample_frames(video, teacher, *, count: int, chunk: int = 64) -> tuple[np.nd
     """Up to `count` frames evenly spaced over `video`, with the teacher's labels:
     (N, H, W, 3) uint8 frames, (N, H, W) uint8 labels. The video is read once, in order,
     a chunk at a time; only the picked frames are kept."""
-    n = video.num_frames
-    picks = np.unique(np.linspace(0, n - 1, max(1, min(count, n))).round().astype(int))
+    from amslib.dataset import sample_indices
+
+    picks = sample_indices(video, count=max(1, count))
     frames, labels = [], []
     for start, block in video.chunks(chunk):
         for i in picks[(picks >= start) & (picks < start + len(block))]:

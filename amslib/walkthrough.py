@@ -39,7 +39,7 @@ from amslib.metrics import frame_counts, miou_pooled
 from amslib.plots import comparison_strip
 from amslib.student import Predictor, flat_weights, set_flat_weights
 from amslib.teacher import Teacher
-from amslib.training import MASKED_STRATEGIES, strategy_mask
+from amslib.training import MASKED_STRATEGIES, draw_batch, strategy_mask
 from amslib.video import Video
 
 _EPS = 1e-9  # the engine's tolerance on times (frame k is at k / fps)
@@ -456,8 +456,7 @@ def first_step_spread(students: Students, buffer: LabelledFrames, *, base: np.nd
     `gradient_p10`/`gradient_p90` (the 10th and 90th percentile of |gradient| among those:
     how different the gradients that moved alike are) and the measured `change` (P,)."""
     trainer = students.trainer
-    pick = np.random.default_rng(seed).choice(len(buffer.frames), size=min(batch_size, len(buffer.frames)),
-                                              replace=False)
+    pick = draw_batch(np.random.default_rng(seed), len(buffer.frames), batch_size)
     set_flat_weights(trainer.model, base)
     gradient = trainer.gradient(buffer.frames[pick], buffer.labels[pick])
     trainer.reset_optimizer(lr=lr)

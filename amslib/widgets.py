@@ -151,6 +151,26 @@ def ledger_table(result: RunResult) -> pd.DataFrame:
     return result.updates.reindex(columns=list(LEDGER_COLUMNS)).set_index("update")
 
 
+# -- errors in callbacks -------------------------------------------------------------------
+def guarded(callback: Callable, on_error: Callable[[BaseException], None]) -> Callable:
+    """`callback`, with any exception handed to `on_error`: ipywidgets would only send a
+    callback's exception to the kernel log, where a notebook user never sees it."""
+    def wrapped(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as err:  # noqa: BLE001 - shown to the user, not swallowed
+            on_error(err)
+    return wrapped
+
+
+def error_text(err: BaseException, *, brief: tuple[type[BaseException], ...] = (ConfigError,)) -> str:
+    """How an error reads in a log Output: a `brief` one as 'Type: message', any other as its
+    traceback."""
+    if isinstance(err, brief):
+        return f"{type(err).__name__}: {err}\n"
+    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
+
+
 # -- the figure ----------------------------------------------------------------------------
 def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     """Two rows sharing video time: trailing-window mIoU (%) with update-arrival markers,
@@ -268,28 +288,14 @@ class LiveApp:
 
     def _wire(self) -> None:
         for name, control in self.controls.items():
-            control.observe(self._shown(lambda change, name=name: self._on_control(name, change["new"])),
-                            names="value")
-        self.start_button.on_click(self._shown(lambda _: self.start()))
-        self.stop_button.on_click(self._shown(lambda _: self.stop()))
-
-    def _shown(self, callback: Callable) -> Callable:
-        """`callback`, with any exception shown in the log Output: ipywidgets would only send
-        a callback's exception to the kernel log, where a notebook user never sees it."""
-        def wrapped(*args: Any) -> None:
-            try:
-                callback(*args)
-            except Exception as err:  # noqa: BLE001 - shown to the user, not swallowed
-                self.show_error(err)
-        return wrapped
+            control.observe(guarded(lambda change, name=name: self._on_control(name, change["new"]),
+                                    self.show_error), names="value")
+        self.start_button.on_click(guarded(lambda _: self.start(), self.show_error))
+        self.stop_button.on_click(guarded(lambda _: self.stop(), self.show_error))
 
     def show_error(self, err: BaseException) -> None:
         """Append `err` to the log Output: a ConfigError as its message, else its traceback."""
-        if isinstance(err, ConfigError):
-            text = f"ConfigError: {err}\n"
-        else:
-            text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        self.log.append_stderr(text)
+        self.log.append_stderr(error_text(err))
         self.status.value = f"error: {type(err).__name__} (details below)"
 
     # -- the policy --------------------------------------------------------------------
@@ -516,13 +522,11 @@ def class_drilldown(results: dict[str, RunResult], *, class_name: str | None = N
     log = widgets.Output()
 
     def redraw(change: dict) -> None:
-        try:
-            new = class_timeline_figure(results, change["new"])
-            with figure.batch_update():
-                for trace, line in zip(figure.data, new.data):
-                    trace.y = line.y
-                figure.layout.title = new.layout.title
-        except Exception as err:  # noqa: BLE001 - shown to the user, not swallowed
-            log.append_stderr(f"{type(err).__name__}: {err}\n")
-    choose.observe(redraw, names="value")
+        new = class_timeline_figure(results, change["new"])
+        with figure.batch_update():
+            for trace, line in zip(figure.data, new.data):
+                trace.y = line.y
+            figure.layout.title = new.layout.title
+    choose.observe(guarded(redraw, lambda err: log.append_stderr(error_text(err, brief=(Exception,)))),
+                   names="value")
     return widgets.VBox([choose, figure, log])

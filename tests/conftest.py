@@ -1,12 +1,15 @@
 """Shared fixtures: a tiny labelled video and a tiny student, so engine tests run in seconds."""
 import os
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from amslib.config import AdaptConfig, EvalConfig, RunConfig  # noqa: E402
 from amslib.labels import CITYSCAPES19  # noqa: E402
+from amslib.teacher import Teacher  # noqa: E402
 from amslib.video import Video  # noqa: E402
 
 TINY_CLASSES = ("road", "building", "sky")
@@ -41,6 +44,31 @@ class TinyVideo(Video):
                 ((120, 170, 240), (180, 90, 60), (110, 110, 110))
             out[k] = colors[labels[k]]
         return out
+
+
+class TinyOracle(Teacher):
+    """The tiny video's exact labels; `delay_s` slows each call, `fail_at` raises from a frame on."""
+
+    name = "tiny-oracle"
+
+    def __init__(self, *, delay_s: float = 0.0, fail_at: int | None = None) -> None:
+        self.delay_s, self.fail_at = delay_s, fail_at
+
+    def labels(self, video, start, stop, *, frames=None):
+        if self.fail_at is not None and stop > self.fail_at:
+            raise RuntimeError("teacher crashed")
+        time.sleep(self.delay_s)
+        return video.labels(start, stop)
+
+
+def tiny_config(student, *, scheme: str = "ams", max_seconds: float | None = None, **adapt) -> RunConfig:
+    """A run of the tiny video at 2 fps with `tiny_student`: updates every 5 s from 10 s on the
+    last 20 s of 1-fps samples, 3 steps of batch 2, fraction 0.1 (`adapt` overrides these)."""
+    adapt = {"update_interval_s": 5.0, "first_update_s": 10.0, "horizon_s": 20.0, "iterations": 3,
+             "batch_size": 2, "sample_rate_fps": 1.0, "fraction": 0.1, **adapt}
+    return RunConfig(video="tiny", scheme=scheme, height=32, fps=2.0, max_seconds=max_seconds,
+                     student=str(student), width_multiplier=0.35, head_channels=16, edge_batch=8,
+                     adapt=AdaptConfig(**adapt), eval=EvalConfig(warmup_s=0.0, window_s=4.0))
 
 
 @pytest.fixture(scope="session")

@@ -11,17 +11,12 @@ from amslib.dataset import (NO_LABEL, class_frequencies, consecutive_miou, manif
                             scene_changes, video_facts)
 from amslib.labels import CITYSCAPES19
 from amslib.manifest import load_manifest
-from amslib.teacher import Teacher
 from amslib.video import VideoError
+from conftest import TinyOracle
 
 ROAD, BUILDING, SKY = CITYSCAPES19.ids(("road", "building", "sky"))
 
 
-class TinyOracle(Teacher):
-    name = "tiny-oracle"
-
-    def labels(self, video, start, stop, *, frames=None):
-        return video.labels(start, stop)
 
 
 def test_manifest_status_finds_downloaded_files(tmp_path):

@@ -2,29 +2,19 @@
 import math
 
 import numpy as np
-
-from amslib import metrics
 import pytest
 
-from amslib.config import AdaptConfig, ConfigError, EvalConfig, LinkConfig, RunConfig
+from amslib import metrics
+from amslib.config import ConfigError, LinkConfig
 from amslib.engine import FramesEvent, Simulation, Students, UpdateEvent
-from amslib.results import collect, load_result, save_result, simulate
-from amslib.teacher import Teacher
-
-
-class TinyOracle(Teacher):
-    name = "tiny-oracle"
-
-    def labels(self, video, start, stop, *, frames=None):
-        return video.labels(start, stop)
+from amslib.results import load_result, save_result, simulate
+import conftest
+from conftest import TinyOracle
 
 
 def tiny_config(student, **adapt):
-    adapt = {"update_interval_s": 5.0, "first_update_s": 10.0, "horizon_s": 20.0, "iterations": 3,
-             "batch_size": 2, "sample_rate_fps": 1.0, "fraction": 0.1, "one_time_s": 10.0, **adapt}
-    return RunConfig(video="tiny", scheme="ams", height=32, fps=2.0, student=str(student),
-                     width_multiplier=0.35, head_channels=16, edge_batch=8,
-                     adapt=AdaptConfig(**adapt), eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+    """The shared tiny run, with One-Time training on the first 10 s."""
+    return conftest.tiny_config(student, **{"one_time_s": 10.0, **adapt})
 
 
 @pytest.fixture(scope="module")

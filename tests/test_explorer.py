@@ -6,30 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amslib.config import AdaptConfig, EvalConfig, RunConfig
+from amslib.config import RunConfig
 from amslib.engine import Students
 from amslib.explorer import (ERROR_RGB, FrameExplorer, error_mask, frame_iou, record_run,
                              render_panel, update_arrivals)
 from amslib.labels import CITYSCAPES19
-from amslib.teacher import Teacher
+import conftest
+from conftest import TinyOracle
 
 ROAD, BUILDING, SKY, CAR = CITYSCAPES19.ids(("road", "building", "sky", "car"))
 
 
-class TinyOracle(Teacher):
-    name = "tiny-oracle"
-
-    def labels(self, video, start, stop, *, frames=None):
-        return video.labels(start, stop)
-
-
 def tiny_config(student, scheme="ams") -> RunConfig:
     """20 s of the tiny video at 2 fps (40 frames); updates at 10 s and 15 s."""
-    adapt = AdaptConfig(update_interval_s=5.0, first_update_s=10.0, horizon_s=20.0, iterations=2,
-                        batch_size=2, sample_rate_fps=1.0, fraction=0.1)
-    return RunConfig(video="tiny", scheme=scheme, height=32, fps=2.0, max_seconds=20.0,
-                     student=str(student), width_multiplier=0.35, head_channels=16, edge_batch=8,
-                     adapt=adapt, eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+    return conftest.tiny_config(student, scheme=scheme, max_seconds=20.0, iterations=2)
 
 
 @pytest.fixture(scope="module")

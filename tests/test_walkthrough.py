@@ -8,28 +8,18 @@ import pytest
 
 from amslib import metrics, walkthrough as wk
 from amslib.codec import decode_update, encode_update
-from amslib.config import UPDATE_ENCODERS, AdaptConfig, EvalConfig, RunConfig
+from amslib.config import UPDATE_ENCODERS, AdaptConfig
 from amslib.engine import AmsScheme, Students
 from amslib.results import simulate
 from amslib.student import flat_weights
-from amslib.teacher import Teacher
 from amslib.training import selection_count
-
-
-class TinyOracle(Teacher):
-    name = "tiny-oracle"
-
-    def labels(self, video, start, stop, *, frames=None):
-        return video.labels(start, stop)
+import conftest
+from conftest import TinyOracle
 
 
 def tiny_config(student, **adapt):
     """One update at 10 s on the last 20 s, judged until the run ends at 15 s (tau = 5 s)."""
-    adapt = {"update_interval_s": 5.0, "first_update_s": 10.0, "horizon_s": 20.0, "iterations": 3,
-             "batch_size": 2, "sample_rate_fps": 1.0, "fraction": 0.1, **adapt}
-    return RunConfig(video="tiny", scheme="ams", height=32, fps=2.0, student=str(student), max_seconds=15.0,
-                     width_multiplier=0.35, head_channels=16, edge_batch=8,
-                     adapt=AdaptConfig(**adapt), eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+    return conftest.tiny_config(student, max_seconds=15.0, **adapt)
 
 
 @pytest.fixture(scope="module")

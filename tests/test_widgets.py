@@ -6,36 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amslib.config import AdaptConfig, ConfigError, EvalConfig, RunConfig
+from amslib.config import ConfigError, EvalConfig, RunConfig
 from amslib.engine import FramesEvent, Students, UpdateEvent
 from amslib.results import RunResult
-from amslib.teacher import Teacher
 from amslib.widgets import (ARRIVALS, DOWNLINK, MIOU, UPLINK, LiveApp, config_with_controls,
                             control_values, curve_points, ledger_table, summary_table)
-
-
-class TinyOracle(Teacher):
-    """The tiny video's exact labels; `delay_s` slows each call, `fail_at` raises from a frame on."""
-
-    name = "tiny-oracle"
-
-    def __init__(self, *, delay_s: float = 0.0, fail_at: int | None = None) -> None:
-        self.delay_s, self.fail_at = delay_s, fail_at
-
-    def labels(self, video, start, stop, *, frames=None):
-        if self.fail_at is not None and stop > self.fail_at:
-            raise RuntimeError("teacher crashed")
-        time.sleep(self.delay_s)
-        return video.labels(start, stop)
+import conftest
+from conftest import TinyOracle
 
 
 def tiny_config(student, **adapt) -> RunConfig:
     """20 s of the tiny video at 2 fps: 40 frames, updates at 10 s and 15 s."""
-    adapt = {"update_interval_s": 5.0, "first_update_s": 10.0, "horizon_s": 20.0, "iterations": 2,
-             "batch_size": 2, "sample_rate_fps": 1.0, "fraction": 0.1, **adapt}
-    return RunConfig(video="tiny", scheme="ams", height=32, fps=2.0, max_seconds=20.0,
-                     student=str(student), width_multiplier=0.35, head_channels=16, edge_batch=8,
-                     adapt=AdaptConfig(**adapt), eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+    return conftest.tiny_config(student, max_seconds=20.0, **{"iterations": 2, **adapt})
 
 
 @pytest.fixture(scope="module")
