@@ -2,6 +2,10 @@
 
 Every user error ends as one line on stderr (`error: ...`) and exit code 2; outputs are
 written only when a command succeeds, each file atomically.
+
+Each command imports what it runs when it runs: the simulation, the models and the
+analysis bring TensorFlow, pandas and plotly (seconds to import), which `--help`, a usage
+error or `download` should not wait for. Those imports are marked "deferred: slow import" below.
 """
 from __future__ import annotations
 
@@ -9,14 +13,21 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from amslib.core.config import parse_set_args, preset, with_overrides
+from amslib.core.files import frames_dir, labels_dir, write_json
+from amslib.core.labels import get_label_set
+from amslib.core.progress import progress_bar
+
 DEMO_SCHEMES = ("none", "one_time", "ams")
 
 
 def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
     """Run one scheme with a progress bar; keep the predictions at `snapshots` frames.
     Returns (result, predictions kept, the simulation)."""
-    from amslib.engine import Simulation
-    from amslib.results import prediction_recorder, run_simulation
+    from amslib.analysis.runs import prediction_recorder, run_simulation  # deferred: slow import
+    from amslib.sim.engine import Simulation  # deferred: slow import
 
     sim = Simulation.create(config, video=video, teacher=teacher, students=students)
     on_event, kept = prediction_recorder(snapshots)
@@ -24,7 +35,7 @@ def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
 
 
 def _table(summaries: dict[str, dict]) -> str:
-    from amslib.results import SUMMARY_COLUMNS as keys
+    from amslib.analysis.results import SUMMARY_COLUMNS as keys  # deferred: slow import
     lines = [f"{'scheme':<10}" + "".join(f"{k:>17}" for k in keys)]
     for name, s in summaries.items():
         cells = "".join(f"{s[k]:>17.1f}" if isinstance(s[k], float) else f"{str(s[k]):>17}" for k in keys)
@@ -33,12 +44,10 @@ def _table(summaries: dict[str, dict]) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    import numpy as np
 
-    from amslib.config import preset, with_overrides
-    from amslib.plots import comparison_strip, write_report
-    from amslib.results import save_result, write_json
-    from amslib.video import open_video_for
+    from amslib.analysis.plots import comparison_strip, write_report  # deferred: slow import
+    from amslib.analysis.results import save_result  # deferred: slow import
+    from amslib.data.video import open_video_for  # deferred: slow import
 
     overrides = {"video": "synthetic:street"}
     if args.max_seconds:
@@ -70,10 +79,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from amslib.config import parse_set_args, preset, with_overrides
-    from amslib.results import save_result
-    from amslib.teacher import LabelFolderTeacher
-    from amslib.video import open_video_for
+    from amslib.analysis.results import save_result  # deferred: slow import
+    from amslib.data.video import open_video_for  # deferred: slow import
+    from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
 
     overrides = {"video": args.video, "scheme": args.scheme, **parse_set_args(args.set or [])}
     if args.student:
@@ -96,19 +104,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from amslib.student import StudentSpec, build_student, save_student
-    from amslib.synthetic import source_samples
-    from amslib.training import pretrain
+    from amslib.data.synthetic import source_samples  # deferred: slow import
+    from amslib.models.pretrain import pretrain  # deferred: slow import
+    from amslib.models.student import StudentSpec, build_student, save_student  # deferred: slow import
 
     if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
         return _pretrain_on_videos(args)  # distillation from teachers on any videos
-    import keras
+    import keras  # deferred: slow import
 
     frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
     keras.utils.set_random_seed(args.seed)  # initial weights too: the file is reproducible
     model_spec = StudentSpec(height=args.height, width=2 * args.height, width_multiplier=args.width_multiplier)
     model = build_student(model_spec)
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: slow import
 
     bar = tqdm(total=args.steps, desc="pretrain", unit="step")
 
@@ -125,7 +133,6 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 def _sweep_base(args: argparse.Namespace, extra: dict | None = None):
     """The base config of a sweep or of claims: preset, then `extra`, then --set."""
-    from amslib.config import parse_set_args, preset, with_overrides
 
     overrides = {"video": args.video, **(extra or {}), **parse_set_args(args.set or [])}
     if args.student:
@@ -135,7 +142,7 @@ def _sweep_base(args: argparse.Namespace, extra: dict | None = None):
 
 def _job_progress(total: int, desc: str):
     """A tqdm bar over finished runs; returns (on_result, close)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: slow import
 
     bar = tqdm(total=total, desc=desc, unit="run", leave=True, dynamic_ncols=True)
 
@@ -146,9 +153,16 @@ def _job_progress(total: int, desc: str):
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from amslib.config import parse_set_args
-    from amslib.experiments import EXPERIMENTS, experiment_jobs, parse_axes, run_sweep, save_sweep
-    from amslib.experiments import Sweep, sweep_figures, sweep_table
+    from amslib.analysis.experiments import (  # deferred: slow import
+        EXPERIMENTS,
+        Sweep,
+        experiment_jobs,
+        parse_axes,
+        run_sweep,
+        save_sweep,
+        sweep_figures,
+        sweep_table,
+    )
 
     extra = {"max_seconds": args.quick} if args.quick else {}
     base = _sweep_base(args, extra)
@@ -168,8 +182,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> None:
-    from amslib.claims import QUICK_SPANS, ClaimSpans, claim_jobs, claims_base, run_claims, write_claims
-    from amslib.config import parse_set_args, preset, with_overrides
+    from amslib.analysis.claims import (  # deferred: slow import
+        QUICK_SPANS,
+        ClaimSpans,
+        claim_jobs,
+        claims_base,
+        run_claims,
+        write_claims,
+    )
 
     street = with_overrides(claims_base(preset(args.preset)), {"video": "synthetic:street",
                                                                **parse_set_args(args.set or [])})
@@ -211,21 +231,20 @@ def _claims_command(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from amslib.bench import run_bench, write_bench
+    from amslib.analysis.bench import run_bench, write_bench  # deferred: slow import
 
     result = run_bench(quick=args.quick)
     write_bench(result, Path(args.out))
     print(f"wrote {args.out}")
     if args.markdown:
-        from amslib.bench import markdown
+        from amslib.analysis.bench import markdown  # deferred: slow import
 
         Path(args.markdown).write_text(markdown(result))
         print(f"wrote {args.markdown}")
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from amslib import download as dl
-    from amslib.progress import progress_bar
+    from amslib.data import download as dl  # deferred: slow import
 
     if args.source:  # a file got by hand: cut only if --start/--end say so
         name = args.name or (dl.name_for_url(args.video) if "://" in args.video else args.video)
@@ -350,14 +369,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None = None):
     """The teacher of a --teacher spec; model teachers get the on-disk label cache."""
-    from amslib.teacher import CachedTeacher, LabelFolderTeacher, OracleTeacher, default_cache_root
+    from amslib.models.teachers import (  # deferred: slow import
+        CachedTeacher,
+        LabelFolderTeacher,
+        OracleTeacher,
+    )
 
     if labels:
         raise ValueError("give --labels DIR or --teacher SPEC, not both (labels:DIR is a teacher spec)")
     teacher = _parse_with_progress(spec, label_set)
     if isinstance(teacher, (OracleTeacher, LabelFolderTeacher)):
         return teacher
-    cached = CachedTeacher(teacher, default_cache_root())
+    cached = CachedTeacher(teacher, labels_dir())
     cached.label_set = teacher.label_set
     cached.classes = getattr(teacher, "classes", None)
     return cached
@@ -365,8 +388,7 @@ def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None 
 
 def _parse_with_progress(spec: str, label_set: str | None):
     """parse_teacher with a progress bar for a model-zoo download (shown only if one runs)."""
-    from amslib.progress import progress_bar
-    from amslib.teachers_models import parse_teacher
+    from amslib.models.zoo import parse_teacher  # deferred: slow import
 
     with progress_bar("model", unit="B", scale=True) as update:
         return parse_teacher(spec, default_label_set=label_set, on_progress=lambda p: update(p.done, p.total))
@@ -374,8 +396,7 @@ def _parse_with_progress(spec: str, label_set: str | None):
 
 def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...]:
     """--classes, else the classes a label folder holds or a model can output, else all."""
-    from amslib.labels import get_label_set
-    from amslib.teacher import LabelFolderTeacher
+    from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
 
     names = get_label_set(label_set).names
     if classes:
@@ -386,19 +407,19 @@ def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...
 
 
 def _frame_cached(video):
-    from amslib.video import CachedVideo, FileVideo, videos_dir
+    from amslib.data.video import CachedVideo, FileVideo  # deferred: slow import
 
-    return CachedVideo(video, videos_dir().parent / "frames") if isinstance(video, FileVideo) else video
+    return CachedVideo(video, frames_dir()) if isinstance(video, FileVideo) else video
 
 
 def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set: str | None,
                         manifest: str | None):
     """Open a video at `fps`, or a file at its own frame rate when fps is None."""
-    from amslib.video import FileVideo, open_video
+    from amslib.data.video import FileVideo, open_video  # deferred: slow import
 
     options = dict(height=height, label_set=label_set, manifest=manifest)
     if fps is None and Path(spec).is_file():
-        from amslib.download import probe
+        from amslib.data.download import probe  # deferred: slow import
 
         fps = probe(spec).fps  # reads the header only: cheaper than opening the video twice
     video = open_video(spec, fps=fps or 10.0, **options)
@@ -408,14 +429,13 @@ def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set:
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    from amslib.progress import progress_bar
-    from amslib.teacher import default_cache_root, label_video
+    from amslib.models.teachers import label_video  # deferred: slow import
 
     teacher = _parse_with_progress(args.teacher, args.label_set)
     video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=args.manifest,
                                 label_set=teacher.label_set or args.label_set)
     with progress_bar("label", unit="frame", total=video.num_frames) as update:
-        report = label_video(video, teacher, args.out, cache_root=default_cache_root(), on_progress=update)
+        report = label_video(video, teacher, args.out, cache_root=labels_dir(), on_progress=update)
     source = "from the cache" if report.cached else f"with {teacher.name}"
     print(f"wrote {report.frames} labels ({video.height}x{video.width}, {video.fps:g} fps) to "
           f"{report.out_dir} {source} in {report.seconds:.2f} s")
@@ -449,7 +469,6 @@ def _pretrain_label_set(teachers, wanted: str | None) -> str:
 
 def _pretraining_pairs(args):
     """[(video, teacher)] of the --video/--teacher pairs, and their label set."""
-    from amslib.labels import get_label_set
 
     videos = args.video or ["synthetic:street"]
     specs = args.teacher or ["oracle"]
@@ -465,11 +484,10 @@ def _pretraining_pairs(args):
 
 
 def _pretrain_on_videos(args: argparse.Namespace) -> None:
-    import keras
+    import keras  # deferred: slow import
 
-    from amslib.progress import progress_bar
-    from amslib.student import StudentSpec, save_student
-    from amslib.training import pretrain_on_videos
+    from amslib.models.pretrain import pretrain_on_videos  # deferred: slow import
+    from amslib.models.student import StudentSpec, save_student  # deferred: slow import
 
     pairs, label_set = _pretraining_pairs(args)
     spec = StudentSpec(num_classes=label_set.num_classes, height=args.height, width=2 * args.height,

@@ -7,10 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from amslib.config import AdaptConfig, EvalConfig, RunConfig  # noqa: E402
-from amslib.labels import CITYSCAPES19  # noqa: E402
-from amslib.teacher import Teacher  # noqa: E402
-from amslib.video import Video  # noqa: E402
+from amslib.core.config import AdaptConfig, EvalConfig, RunConfig  # noqa: E402
+from amslib.core.labels import CITYSCAPES19  # noqa: E402
+from amslib.data.video import Video  # noqa: E402
+from amslib.models.teachers import Teacher  # noqa: E402
 
 TINY_CLASSES = ("road", "building", "sky")
 
@@ -75,10 +75,10 @@ def tiny_config(student, *, scheme: str = "ams", max_seconds: float | None = Non
 def tiny_student(tmp_path_factory):
     """Path of a small student (32x64 input, width 0.35) pretrained on the tiny video's
     first, bright half: the dark half is a drift it has not seen."""
-    from amslib.student import StudentSpec, build_student
-    from amslib.training import pretrain
-
     import keras
+
+    from amslib.models.pretrain import pretrain
+    from amslib.models.student import StudentSpec, build_student
 
     keras.utils.set_random_seed(0)  # the same student whichever test asks first
     video = TinyVideo()

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from amslib import bench
-from amslib.config import AdaptConfig, RunConfig
+from amslib.analysis import bench
+from amslib.core.config import AdaptConfig, RunConfig
 
 
 def tiny(student):

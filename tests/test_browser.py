@@ -30,7 +30,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from test_notebooks import declared_names, small_student, with_parameters  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser

@@ -8,9 +8,16 @@ import pickle
 import numpy as np
 import pytest
 
-from amslib.checkpoints import (CheckpointError, export_ams_dict, import_weights, official_name,
-                                read_tf1_checkpoint, student_variables, write_tf1_checkpoint)
-from amslib.student import StudentSpec, build_student, load_student
+from amslib.models.checkpoints import (
+    CheckpointError,
+    export_ams_dict,
+    import_weights,
+    official_name,
+    read_tf1_checkpoint,
+    student_variables,
+    write_tf1_checkpoint,
+)
+from amslib.models.student import StudentSpec, build_student, load_student
 
 # (input channels, expansion, output channels) of expanded_conv, expanded_conv_1 .. _16.
 _BLOCKS = [(32, 1, 16), (16, 6, 24), (24, 6, 24), (24, 6, 32), (32, 6, 32), (32, 6, 32), (32, 6, 64),

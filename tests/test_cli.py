@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from amslib.cli import main
-from amslib.teacher import write_label_png
+from amslib.models.teachers import write_label_png
 
 TINY = ["--set", "height=32", "fps=2", "width_multiplier=0.35", "head_channels=16",
         "iterations=2", "first_update_s=2", "update_interval_s=2", "batch_size=2"]

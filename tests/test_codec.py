@@ -4,7 +4,7 @@ import gzip
 import numpy as np
 import pytest
 
-from amslib.codec import decode_update, encode_update, png_bytes
+from amslib.sim.codec import decode_update, encode_update, png_bytes
 
 
 def test_sparse_update_known_layout_and_round_trip():
@@ -59,10 +59,19 @@ def test_png_bytes_smaller_for_flat_image():
 
 
 # -- the sparse encoders and their building blocks --------------------------------------------
-from amslib.codec import (f16_from_steps, f16_steps, gaps_from_indices, h264_segment,  # noqa: E402
-                          indices_from_gaps, label_png_bytes, unzigzag, varint_decode,
-                          varint_encode, zigzag)
-from amslib.config import UPDATE_ENCODERS  # noqa: E402
+from amslib.core.config import UPDATE_ENCODERS  # noqa: E402
+from amslib.sim.codec import (  # noqa: E402
+    f16_from_steps,
+    f16_steps,
+    gaps_from_indices,
+    h264_segment,
+    indices_from_gaps,
+    label_png_bytes,
+    unzigzag,
+    varint_decode,
+    varint_encode,
+    zigzag,
+)
 
 
 def test_varint_known_bytes_and_round_trip():

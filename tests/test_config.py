@@ -1,8 +1,7 @@
 """Configuration: presets, overrides, validation, JSON round trip."""
 import pytest
 
-from amslib.config import (AdaptConfig, ConfigError, RunConfig, parse_set_args, preset,
-                           with_overrides)
+from amslib.core.config import AdaptConfig, ConfigError, RunConfig, parse_set_args, preset, with_overrides
 
 
 def test_paper_preset_has_spec_defaults():
@@ -65,7 +64,7 @@ def test_new_parameters_are_validated(items, match):
 
 
 def test_every_strategy_scheme_and_baseline_parameter_is_settable():
-    from amslib.config import SCHEMES, STRATEGIES
+    from amslib.core.config import SCHEMES, STRATEGIES
     assert set(STRATEGIES) >= {"full", "gradient_guided", "first_layers", "last_layers", "first_and_last", "random"}
     assert set(SCHEMES) >= {"none", "one_time", "ams", "jit", "remote_tracking"}
     c = with_overrides(preset("laptop"), parse_set_args(

@@ -5,14 +5,22 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from amslib.dataset import (NO_LABEL, class_frequencies, consecutive_miou, manifest_status,
-                            open_with_teacher, sample_frames, sample_indices, scene_change_timeline,
-                            scene_changes, video_facts)
-from amslib.labels import CITYSCAPES19
-from amslib.manifest import load_manifest
-from amslib.video import VideoError
 from conftest import TinyOracle
+
+from amslib.analysis.dataset_checks import (
+    NO_LABEL,
+    class_frequencies,
+    manifest_status,
+    open_with_teacher,
+    scene_change_timeline,
+    scene_changes,
+    video_facts,
+)
+from amslib.core.labels import CITYSCAPES19
+from amslib.core.metrics import consecutive_miou
+from amslib.data.manifest import load_manifest
+from amslib.data.video import VideoError, sample_indices
+from amslib.models.teachers import read_labelled
 
 ROAD, BUILDING, SKY = CITYSCAPES19.ids(("road", "building", "sky"))
 
@@ -90,8 +98,8 @@ def test_sample_indices_spread_and_limits(tiny_video):
         sample_indices(tiny_video, count=3, max_seconds=0)
 
 
-def test_sample_frames_returns_frames_and_labels(tiny_video):
-    frames, labels = sample_frames(tiny_video, TinyOracle(), np.array([3, 50]))
+def test_read_labelled_returns_frames_and_labels(tiny_video):
+    frames, labels = read_labelled(tiny_video, TinyOracle(), np.array([3, 50]))
     assert frames.shape == (2, 32, 64, 3) and labels.shape == (2, 32, 64)
     assert np.array_equal(frames[1], tiny_video.frames(50, 51)[0])
     assert np.array_equal(labels[0], tiny_video.labels(3, 4)[0])

@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
-
-from amslib import download as dl
-from amslib.cli import main
 from local_http import serve_directory
+
+from amslib.cli import main
+from amslib.core.files import sha256_of
+from amslib.data import download as dl
 
 FPS = 25
 FRAMES = 200  # 8 s
@@ -134,7 +135,7 @@ def test_section_has_exactly_the_right_frames_and_second_call_is_cached(served, 
     assert frame_numbers(clip.path) == list(range(33, 108))
     assert (clip.frames, clip.fps, clip.duration_s, clip.cut) == (75, 25.0, 3.0, "exact")
     side = json.loads((tmp_path / "clip.json").read_text())
-    assert side["sha256"] == dl.sha256_of(clip.path) and side["frames"] == 75
+    assert side["sha256"] == sha256_of(clip.path) and side["frames"] == 75
     assert (side["source"], side["start_s"], side["end_s"]) == (request.url, 1.30, 4.30)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.mp4"]  # no work left
 
@@ -184,7 +185,7 @@ def test_whole_file_download_resumes_with_a_range_request(served, tmp_path):
     clip = dl.fetch(request, out_dir=tmp_path, options=dl.Options(retries=0))
     ranges = [r for method, path, r in served.log[first_log:] if method == "GET" and path == "clip.mp4"]
     assert f"bytes={kept}-" in ranges, ranges  # it asked only for what it did not have
-    assert clip.sha256 == dl.sha256_of(served.root / "clip.mp4") and clip.frames == FRAMES
+    assert clip.sha256 == sha256_of(served.root / "clip.mp4") and clip.frames == FRAMES
 
 
 def test_errors_are_one_line_and_leave_nothing(served, tmp_path, monkeypatch):
@@ -214,7 +215,7 @@ def test_cli_downloads_a_manifest_row_where_run_finds_it(served, tmp_path, monke
     assert main(["download", "local_clip", "--manifest", str(manifest), "--max-height", "32"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "50 frames" in out
-    from amslib.video import open_video
+    from amslib.data.video import open_video
     video = open_video("local_clip", height=32, fps=25, manifest=manifest)
     assert video.num_frames == 50 and video.classes == ("road", "sky")
     assert main(["download", "local_clip", "--manifest", str(manifest), "--max-height", "32"]) == 0

@@ -1,15 +1,17 @@
 """The simulation's clock, link, schemes and live policy changes, on a tiny video."""
 import math
 
+import conftest
 import numpy as np
 import pytest
-
-from amslib import metrics
-from amslib.config import ConfigError, LinkConfig
-from amslib.engine import FramesEvent, Simulation, Students, UpdateEvent
-from amslib.results import load_result, save_result, simulate
-import conftest
 from conftest import TinyOracle
+
+from amslib.analysis.results import load_result, save_result
+from amslib.analysis.runs import simulate
+from amslib.core import metrics
+from amslib.core.config import ConfigError, LinkConfig
+from amslib.sim.engine import Simulation, Students
+from amslib.sim.state import FramesEvent, UpdateEvent
 
 
 def tiny_config(student, **adapt):
@@ -146,7 +148,8 @@ def test_compare_schemes_matches_separate_runs(tiny_student, tiny_video, student
 
     import pandas as pd
 
-    from amslib.results import compare_schemes, comparison_table
+    from amslib.analysis.results import comparison_table
+    from amslib.analysis.runs import compare_schemes
 
     base = tiny_config(tiny_student)
     both = compare_schemes(base, ("none", "ams"), video=tiny_video, teacher=TinyOracle(),

@@ -6,12 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amslib.claims import CLAIM_TEXT, ClaimSpans, claim_jobs, claims_base, claims_markdown, run_claims, write_claims
+from amslib.analysis.claims import CLAIM_TEXT, ClaimSpans, claim_jobs, claims_base, claims_markdown, run_claims, write_claims
+from amslib.analysis.experiments import (
+    EXPERIMENTS,
+    Job,
+    experiment_jobs,
+    grid_jobs,
+    parse_axes,
+    run_experiment,
+    run_sweep,
+    sweep_table,
+)
+from amslib.analysis.plots import pareto_front
 from amslib.cli import main
-from amslib.config import AdaptConfig, BaselineConfig, ConfigError, EvalConfig, RunConfig, with_overrides
-from amslib.experiments import (EXPERIMENTS, Job, experiment_jobs, grid_jobs, parse_axes, run_experiment,
-                                run_sweep, sweep_table)
-from amslib.plots import pareto_front
+from amslib.core.config import AdaptConfig, BaselineConfig, ConfigError, EvalConfig, RunConfig, with_overrides
 
 TINY_SET = ["height=32", "fps=1", "duration_s=20", "width_multiplier=0.35", "head_channels=16", "edge_batch=8",
             "iterations=2", "first_update_s=5", "update_interval_s=5", "horizon_s=20", "batch_size=2",
@@ -157,7 +165,7 @@ def test_cli_sweep_and_claims_errors(args, message, tmp_path, capsys):
 
 
 def test_claims_cells_escape_bars():
-    from amslib.claims import _cell
+    from amslib.analysis.claims import _cell
 
     assert _cell("|gradient| 56.4") == "\\|gradient\\| 56.4"
     row = "| " + " | ".join(_cell(t) for t in ("a|b", "c")) + " |"

@@ -2,17 +2,16 @@
 arrival frames, per-class IoU matches a hand count, and callback errors reach the Output."""
 import math
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
-
-from amslib.config import RunConfig
-from amslib.engine import Students
-from amslib.explorer import (ERROR_RGB, FrameExplorer, error_mask, frame_iou, record_run,
-                             render_panel, update_arrivals)
-from amslib.labels import CITYSCAPES19
-import conftest
 from conftest import TinyOracle
+
+from amslib.core.config import RunConfig
+from amslib.core.labels import CITYSCAPES19
+from amslib.sim.engine import Students
+from amslib.ui.explorer import ERROR_RGB, FrameExplorer, error_mask, frame_iou, record_run, render_panel, update_arrivals
 
 ROAD, BUILDING, SKY, CAR = CITYSCAPES19.ids(("road", "building", "sky", "car"))
 

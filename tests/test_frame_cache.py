@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from amslib.labels import CITYSCAPES19
-from amslib.video import CachedVideo, FileVideo, Video
+from amslib.core.labels import CITYSCAPES19
+from amslib.data.video import CachedVideo, FileVideo, Video
 
 
 def write_mp4(path, frames, fps):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from amslib.link import Link, RateTrace, make_link
+from amslib.sim.link import Link, RateTrace, make_link
 
 
 def test_constant_rate_and_queueing():

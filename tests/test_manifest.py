@@ -1,4 +1,4 @@
-"""Tests for amslib.manifest: the shipped data_manifest.csv and the validation of bad rows."""
+"""Tests for amslib.data.manifest: the shipped data_manifest.csv and the validation of bad rows."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from amslib.labels import CITYSCAPES19, VOC21
-from amslib.manifest import (
+from amslib.core.labels import CITYSCAPES19, VOC21
+from amslib.data.manifest import (
     DEFAULT_MANIFEST_PATH,
     REQUIRED_COLUMNS,
     ManifestError,

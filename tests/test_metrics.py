@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from amslib import metrics
-
+from amslib.core import metrics
 
 TRUTH = np.array([[0, 0, 1], [1, 2, 5]], np.uint8)
 PRED = np.array([[0, 1, 1], [2, 2, 0]], np.uint8)

@@ -56,8 +56,8 @@ def with_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.Noteboo
 def small_student(tmp_path_factory) -> str:
     """An untrained student of the laptop preset's architecture: it loads at any height, and
     the notebooks then do not depend on the shipped default being built."""
-    from amslib.config import preset
-    from amslib.student import StudentSpec, build_student
+    from amslib.core.config import preset
+    from amslib.models.student import StudentSpec, build_student
 
     laptop = preset("laptop")
     spec = StudentSpec(height=64, width=128, width_multiplier=laptop.width_multiplier,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from amslib.cli import main
-from amslib.teacher import write_label_png
+from amslib.models.teachers import write_label_png
 
 TINY_RUN = ["--set", "height=32", "fps=2", "width_multiplier=0.35", "iterations=2", "first_update_s=2",
             "update_interval_s=2", "batch_size=2", "warmup_s=0"]
@@ -41,8 +41,8 @@ def clip(tmp_path, monkeypatch):
 @pytest.fixture
 def voc_checkpoint(tmp_path):
     """A TF1 checkpoint under the official names, of a 21-class width-0.35 student."""
-    from amslib.checkpoints import student_variables, write_tf1_checkpoint
-    from amslib.student import StudentSpec, build_student
+    from amslib.models.checkpoints import student_variables, write_tf1_checkpoint
+    from amslib.models.student import StudentSpec, build_student
 
     voc = build_student(StudentSpec(num_classes=21, height=32, width=64, width_multiplier=0.35))
     write_tf1_checkpoint({n: v.numpy() for n, v in student_variables(voc).items()}, tmp_path / "model.ckpt")
@@ -50,7 +50,7 @@ def voc_checkpoint(tmp_path):
 
 
 def test_pretrain_on_two_videos_from_a_checkpoint_then_run_from_it(clip, voc_checkpoint, tmp_path, capsys):
-    from amslib.examples import example_clip
+    from amslib.data.examples import example_clip
 
     video, gt = clip
     carphone = str(example_clip("carphone"))

@@ -5,17 +5,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
-from amslib import metrics
-from amslib.baselines import jit_stride, warp_label
-from amslib.config import STRATEGIES, BaselineConfig, LinkConfig
-from amslib.engine import (Simulation, Students, UpdateEvent, asr_rate, atr_interval,
-                           label_similarity)
-from amslib.link import RateTrace
-from amslib.results import simulate
-from amslib.training import selection_count, strategy_mask
 from conftest import TinyOracle, TinyVideo
 from test_engine import tiny_config
+
+from amslib.analysis.runs import simulate
+from amslib.core import metrics
+from amslib.core.config import STRATEGIES, AdaptConfig, BaselineConfig, LinkConfig
+from amslib.core.metrics import label_similarity
+from amslib.sim.engine import Simulation, Students
+from amslib.sim.link import RateTrace
+from amslib.sim.schemes.ams import asr_rate, atr_interval
+from amslib.sim.schemes.keyframe import jit_stride, warp_label
+from amslib.sim.selection import selection_count, strategy_mask
+from amslib.sim.state import UpdateEvent
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +194,7 @@ def test_every_scheme_writes_the_same_summary_and_takes_policy_changes(scheme, t
     config = replace(tiny_config(tiny_student), scheme=scheme, max_seconds=16.0)
     sim = Simulation.create(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
     rows = []
-    from amslib.results import collect
+    from amslib.analysis.results import collect
 
     def on_event(event):
         if isinstance(event, UpdateEvent):
@@ -218,8 +220,8 @@ def test_truncated_result_is_the_run_up_to_then(tiny_student, students):
 def test_training_does_not_depend_on_what_ran_before(tiny_student):
     """A fresh trainer, and one that first took Just-In-Time's batch-of-1 steps, give the same
     update (a trace specialised to the first batch size seen used to change the numbers)."""
-    from amslib.student import StudentSpec, flat_weights, load_student
-    from amslib.training import Trainer
+    from amslib.models.student import StudentSpec, flat_weights, load_student
+    from amslib.sim.training import Trainer
 
     video = TinyVideo()
     frames, labels = video.frames(40, 50), video.labels(40, 50)
@@ -230,8 +232,9 @@ def test_training_does_not_depend_on_what_ran_before(tiny_student):
         start = flat_weights(trainer.model)
         if warm_up:
             trainer.step_on(frames[:1], labels[:1])  # moves the model; update() starts from `start`
-        result = trainer.update(frames, labels, base=start, strategy="gradient_guided", fraction=0.1,
-                                iterations=3, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+        result = trainer.update(frames, labels, base=start, rng=np.random.default_rng(0),
+                                policy=AdaptConfig(strategy="gradient_guided", fraction=0.1, iterations=3,
+                                                   batch_size=4, lr=1e-3))
         values.append(result.values)
     np.testing.assert_array_equal(values[0], values[1])
 
@@ -240,8 +243,9 @@ def test_gradient_magnitude_ranks_by_the_first_batch_gradient(tiny_student):
     """The mask is the top |gradient| of the batch `fit` would draw first; outside it nothing
     moves. And why the strategy exists: one fresh Adam step moves every scalar with a
     gradient well above eps' by about lr, whatever the gradient's size."""
-    from amslib.student import StudentSpec, flat_weights, load_student
-    from amslib.training import Trainer, top_fraction_mask
+    from amslib.models.student import StudentSpec, flat_weights, load_student
+    from amslib.sim.selection import top_fraction_mask
+    from amslib.sim.training import Trainer
 
     video = TinyVideo()
     frames, labels = video.frames(40, 50), video.labels(40, 50)
@@ -250,14 +254,15 @@ def test_gradient_magnitude_ranks_by_the_first_batch_gradient(tiny_student):
     start = flat_weights(trainer.model)
     pick = np.random.default_rng(0).choice(10, size=4, replace=False)
     gradient = trainer.gradient(frames[pick], labels[pick])
-    result = trainer.update(frames, labels, base=start, strategy="gradient_magnitude", fraction=0.1,
-                            iterations=3, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+    result = trainer.update(frames, labels, base=start, rng=np.random.default_rng(0),
+                            policy=AdaptConfig(strategy="gradient_magnitude", fraction=0.1, iterations=3,
+                                               batch_size=4, lr=1e-3))
     np.testing.assert_array_equal(result.mask, top_fraction_mask(gradient, 0.1))
     np.testing.assert_array_equal(result.values[~result.mask], start[~result.mask])
     assert np.any(result.values[result.mask] != start[result.mask])
 
-    trainer.update(frames[pick], labels[pick], base=start, strategy="full", fraction=1.0,
-                   iterations=1, batch_size=4, lr=1e-3, rng=np.random.default_rng(0))
+    trainer.update(frames[pick], labels[pick], base=start, rng=np.random.default_rng(0),
+                   policy=AdaptConfig(strategy="full", fraction=1.0, iterations=1, batch_size=4, lr=1e-3))
     change = np.abs(flat_weights(trainer.model) - start)
     strong = np.abs(gradient) > 1e-4  # 30x eps' = 1e-7 / sqrt(1 - 0.999)
     assert strong.mean() > 0.1  # more than the 10% to send: the top 10% by change is near-ties

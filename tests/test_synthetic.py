@@ -1,11 +1,11 @@
-"""Tests of the built-in video `synthetic:street` (amslib.synthetic)."""
+"""Tests of the built-in video `synthetic:street` (amslib.data.synthetic)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from amslib.labels import CITYSCAPES19
-from amslib.synthetic import CLASSES, StreetConfig, SyntheticStreet, source_samples
+from amslib.core.labels import CITYSCAPES19
+from amslib.data.synthetic import CLASSES, StreetConfig, SyntheticStreet, source_samples
 
 IDS = dict(zip(CLASSES, CITYSCAPES19.ids(CLASSES)))
 HEIGHT = 64          # small frames keep the suite fast; geometry scales with the height

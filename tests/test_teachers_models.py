@@ -8,14 +8,13 @@ import tarfile
 
 import numpy as np
 import pytest
+from local_http import serve_directory
 from PIL import Image
 
 from amslib.cli import main
-from amslib.labels import CITYSCAPES19, VOC21, coco_to_voc_table
-from amslib.teacher import LabelFolderTeacher, OracleTeacher, label_video, write_label_png
-from amslib.teachers_models import (FrozenGraphTeacher, TeacherError, TFLiteTeacher, ZooModel,
-                                    parse_spec, parse_teacher)
-from local_http import serve_directory
+from amslib.core.labels import CITYSCAPES19, VOC21, coco_to_voc_table
+from amslib.models.teachers import LabelFolderTeacher, OracleTeacher, label_video, write_label_png
+from amslib.models.zoo import FrozenGraphTeacher, TeacherError, TFLiteTeacher, ZooModel, parse_spec, parse_teacher
 
 # --------------------------------------------------------------------------- specs
 
@@ -159,12 +158,12 @@ def test_deeplab_model_by_name_is_fetched_once_with_its_checksum(tmp_path):
 
 @pytest.fixture(scope="module")
 def carphone():
-    from amslib.examples import example_clip
+    from amslib.data.examples import example_clip
     return example_clip("carphone")
 
 
 def test_selfie_tflite_teacher_finds_the_man_in_the_car(carphone):
-    from amslib.video import open_video
+    from amslib.data.video import open_video
 
     video = open_video(str(carphone), height=64, fps=5, label_set="voc21", classes=("background", "person"))
     frames = video.frames(0, video.num_frames)
@@ -186,7 +185,7 @@ def test_selfie_tflite_teacher_finds_the_man_in_the_car(carphone):
 def test_keras_file_teacher(tmp_path):
     import keras
 
-    from amslib.student import Predictor
+    from amslib.models.student import Predictor
 
     keras.utils.set_random_seed(0)  # a tiny per-pixel classifier over VOC's 21 classes
     model = keras.Sequential([keras.Input((32, 64, 3)), keras.layers.Rescaling(1 / 255),
@@ -224,7 +223,7 @@ def test_label_command_writes_one_png_per_frame_then_serves_the_cache(carphone, 
 def test_cached_labelling_is_at_least_20x_faster(carphone, tmp_path):
     """The labelling step (what the cache replaces) of a first call, with the teacher
     freshly loaded, against the best of three calls served from the cache."""
-    from amslib.video import open_video
+    from amslib.data.video import open_video
 
     video = open_video(str(carphone), height=128, fps=30000 / 1001, label_set="voc21")
     teacher = parse_teacher("tflite:selfie_landscape")
@@ -249,7 +248,7 @@ def test_label_errors_are_one_line_and_write_nothing(carphone, tmp_path, monkeyp
 
 
 def test_label_video_resumes_an_interrupted_cache(carphone, tmp_path):
-    from amslib.video import open_video
+    from amslib.data.video import open_video
 
     video = open_video(str(carphone), height=32, fps=10, label_set="voc21", classes=("background", "person"))
     calls = []
@@ -260,7 +259,7 @@ def test_label_video_resumes_an_interrupted_cache(carphone, tmp_path):
             if len(calls) == 2:
                 raise KeyboardInterrupt
             return super().label(frames)
-    from amslib.teachers_models import ASSETS
+    from amslib.models.zoo import ASSETS
     teacher = Counting(ASSETS / "selfie_segmentation_landscape.tflite")
     with pytest.raises(KeyboardInterrupt):
         label_video(video, teacher, tmp_path / "gt", cache_root=tmp_path / "cache", chunk=16)

@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 
-from amslib.teacher import (CachedTeacher, LabelFolderTeacher, OracleTeacher, Teacher,
-                            export_labels, label_cache_dir)
-from amslib.video import FileVideo, VideoError, open_video
-from amslib.labels import CITYSCAPES19
+from amslib.core.labels import CITYSCAPES19
+from amslib.data.video import FileVideo, VideoError, open_video
+from amslib.models.teachers import CachedTeacher, LabelFolderTeacher, OracleTeacher, Teacher, export_labels, label_cache_dir
 
 
 def write_mp4(path, frames, fps):
@@ -86,7 +85,7 @@ def test_label_folder_errors(tmp_path, clip):
     with pytest.raises(VideoError, match="no gt_"):
         LabelFolderTeacher(tmp_path / "empty")
     (tmp_path / "some").mkdir()
-    from amslib.teacher import write_label_png
+    from amslib.models.teachers import write_label_png
     write_label_png(np.zeros((32, 64), np.uint8), tmp_path / "some" / "gt_000000.png")
     video = FileVideo(clip, height=32, fps=5.0, classes=("road",), label_set=CITYSCAPES19)
     with pytest.raises(VideoError, match="missing label .*gt_000002.png"):

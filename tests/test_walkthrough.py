@@ -1,20 +1,22 @@
-"""One update taken apart (amslib/walkthrough.py): known answers, and the engine's own numbers."""
+"""One update taken apart (amslib/ui/walkthrough.py): known answers, and the engine's own numbers."""
 from dataclasses import replace
 from types import SimpleNamespace
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
-
-from amslib import metrics, walkthrough as wk
-from amslib.codec import decode_update, encode_update
-from amslib.config import UPDATE_ENCODERS, AdaptConfig
-from amslib.engine import AmsScheme, Students
-from amslib.results import simulate
-from amslib.student import flat_weights
-from amslib.training import selection_count
-import conftest
 from conftest import TinyOracle
+
+from amslib.analysis.runs import simulate
+from amslib.core import metrics
+from amslib.core.config import UPDATE_ENCODERS, AdaptConfig
+from amslib.models.student import flat_weights
+from amslib.sim.codec import decode_update, encode_update
+from amslib.sim.engine import Students
+from amslib.sim.schemes.ams import AmsScheme
+from amslib.sim.selection import selection_count
+from amslib.ui import walkthrough as wk
 
 
 def tiny_config(student, **adapt):
@@ -253,7 +255,7 @@ def test_one_update_errors(tiny_student, students, tiny_video):
 
 
 def test_figures_and_pictures(tiny_student, students, tiny_video):
-    from amslib.labels import CITYSCAPES19
+    from amslib.core.labels import CITYSCAPES19
 
     walk, upcoming = walk_of(tiny_config(tiny_student), tiny_video, students)
     samples = wk.labelled_frames(tiny_video, TinyOracle(), wk.sampled_frames(0.0, 6.0, rate_fps=1.0, fps=2.0))

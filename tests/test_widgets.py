@@ -2,17 +2,28 @@
 import time
 from dataclasses import replace
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
-
-from amslib.config import ConfigError, EvalConfig, RunConfig
-from amslib.engine import FramesEvent, Students, UpdateEvent
-from amslib.results import RunResult
-from amslib.widgets import (ARRIVALS, DOWNLINK, MIOU, UPLINK, LiveApp, config_with_controls,
-                            control_values, curve_points, ledger_table, summary_table)
-import conftest
 from conftest import TinyOracle
+
+from amslib.analysis.results import RunResult
+from amslib.core.config import ConfigError, EvalConfig, RunConfig
+from amslib.sim.engine import Students
+from amslib.sim.state import FramesEvent, UpdateEvent
+from amslib.ui.widgets import (
+    ARRIVALS,
+    DOWNLINK,
+    MIOU,
+    UPLINK,
+    LiveApp,
+    config_with_controls,
+    control_values,
+    curve_points,
+    ledger_table,
+    summary_table,
+)
 
 
 def tiny_config(student, **adapt) -> RunConfig:
@@ -193,8 +204,8 @@ def test_start_runs_in_the_background_and_stop_ends_it(make_app):
 
 
 def test_class_drilldown_redraws_the_chosen_class():
-    from amslib.results import per_class_table
-    from amslib.widgets import class_drilldown
+    from amslib.analysis.results import per_class_table
+    from amslib.ui.widgets import class_drilldown
 
     frames = pd.DataFrame({"frame": [0, 1], "t_s": [0.0, 0.5], "uplink_bits": [0, 0],
                            "tp_road": [1, 3], "fp_road": [1, 0], "fn_road": [0, 1],

@@ -1,0 +1,196 @@
+"""Figures: plotly for interactive curves, PIL for still pictures (README, reports)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+from plotly.subplots import make_subplots
+
+from amslib.analysis.results import SUMMARY_COLUMNS, RunResult
+from amslib.core.labels import LabelSet
+
+SCHEME_COLORS = {"none": "#7f7f7f", "one_time": "#ff7f0e", "ams": "#1f77b4", "jit": "#d62728",
+                 "remote_tracking": "#2ca02c"}
+
+
+def cumulative_kbps(event_t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray,
+                    elapsed_s: np.ndarray) -> np.ndarray:
+    """Average Kbps at each time `at_s` of the `bits` sent at times `event_t_s` (<= at_s),
+    over `elapsed_s` seconds of video (at_s + one frame, as in `RunResult.summary`)."""
+    order = np.argsort(event_t_s, kind="stable")
+    sent = np.concatenate([[0.0], np.cumsum(bits[order])])
+    return sent[np.searchsorted(event_t_s[order], at_s, side="right")] / elapsed_s / 1000.0
+
+
+def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
+    """Trailing-window mIoU (%) over time per scheme, and the average up/downlink Kbps so far."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("mIoU, trailing window (%)", "Average bandwidth so far (Kbps)"))
+    for name, result in results.items():
+        color = SCHEME_COLORS.get(name)
+        t = result.frames["t_s"].to_numpy()
+        fig.add_scatter(x=t, y=100 * result.window_miou(), name=name, line=dict(color=color),
+                        legendgroup=name, row=1, col=1)
+        sent = result.updates[result.updates.get("sent", False) == True] if len(result.updates) else result.updates  # noqa: E712
+        elapsed = t + 1.0 / result.config.fps
+        down = (cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t,
+                                elapsed) if len(sent) else np.zeros_like(t))
+        up = cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t, elapsed)
+        fig.add_scatter(x=t, y=down, name=f"{name} down", line=dict(color=color), legendgroup=name,
+                        showlegend=False, row=2, col=1)
+        fig.add_scatter(x=t, y=up, name=f"{name} up", line=dict(color=color, dash="dot"),
+                        legendgroup=name, showlegend=False, row=2, col=1)
+    fig.update_xaxes(title_text="video time (s)", row=2, col=1)
+    fig.update_layout(height=600, template="plotly_white", legend=dict(orientation="h", y=1.08))
+    return fig
+
+
+def write_report(results: dict[str, RunResult], summaries: dict[str, dict], path: str | Path) -> None:
+    """A self-contained HTML report: the summary table and the timeline figure."""
+    rows = "".join(
+        f"<tr><td>{name}</td>" + "".join(f"<td>{_fmt(s.get(k))}</td>" for k in _TABLE_KEYS) + "</tr>"
+        for name, s in summaries.items())
+    head = "".join(f"<th>{k}</th>" for k in ("scheme", *_TABLE_KEYS))
+    html = (f"<html><head><meta charset='utf-8'><title>AMS Workbench report</title></head><body>"
+            f"<h2>AMS Workbench report</h2><table border='1' cellpadding='4'>"
+            f"<tr>{head}</tr>{rows}</table>"
+            + timeline_figure(results).to_html(full_html=False, include_plotlyjs=True)
+            + "</body></html>")
+    Path(path).write_text(html)
+
+
+_TABLE_KEYS = SUMMARY_COLUMNS
+
+
+def _fmt(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def comparison_strip(frames: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray],
+                     *, label_set: LabelSet, titles: list[str]) -> Image.Image:
+    """A picture: one column per moment; rows = frame, teacher label, then each scheme's
+    prediction. frames (M, H, W, 3) uint8; labels and predictions (M, H, W) uint8."""
+    rows = [("frame", frames), ("teacher", label_set.colorize(labels))]
+    rows += [(name, label_set.colorize(p)) for name, p in predictions.items()]
+    m, h, w = labels.shape
+    margin, pad = 70, 4
+    canvas = Image.new("RGB", (margin + m * (w + pad), 18 + len(rows) * (h + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, title in enumerate(titles):
+        draw.text((margin + j * (w + pad), 3), title, fill="black")
+    for r, (name, images) in enumerate(rows):
+        y = 18 + r * (h + pad)
+        draw.text((4, y + h // 2 - 5), name, fill="black")
+        for j in range(m):
+            canvas.paste(Image.fromarray(images[j]), (margin + j * (w + pad), y))
+    return canvas
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """(N,) bool: the points no other point beats (no cost as low with a value as high, one
+    of them strictly). cost, value: (N,) floats; NaN values are never on the front."""
+    cost, value = np.asarray(cost, float), np.asarray(value, float)
+    front = ~np.isnan(value)
+    for i in np.flatnonzero(front):
+        others = ~np.isnan(value) & (np.arange(len(cost)) != i)
+        dominated = others & (cost <= cost[i]) & (value >= value[i]) & ((cost < cost[i]) | (value > value[i]))
+        front[i] = not dominated.any()
+    return front
+
+
+def pareto_figure(table, *, title: str, x: str = "downlink_kbps", y: str = "miou_window") -> go.Figure:
+    """mIoU (%) against downlink Kbps per run of a sweep table, the Pareto front joined."""
+    front = pareto_front(table[x].to_numpy(float), table[y].to_numpy(float))
+    colors = [SCHEME_COLORS.get(s, "#1f77b4") for s in table.get("scheme", ["ams"] * len(table))]
+    fig = go.Figure()
+    fig.add_scatter(x=table[x], y=table[y], mode="markers+text", text=table["run"], textposition="top center",
+                    marker=dict(size=10, color=colors, symbol=["star" if f else "circle" for f in front]),
+                    name="runs")
+    on_front = table[front].sort_values(x)
+    fig.add_scatter(x=on_front[x], y=on_front[y], mode="lines", line=dict(dash="dot", color="#444"),
+                    name="Pareto front")
+    fig.update_layout(title=title, template="plotly_white", height=500,
+                      xaxis_title="downlink (Kbps, 1 Kbps = 1000 bit/s)", yaxis_title="mIoU, trailing window (%)")
+    return fig
+
+
+def bars_figure(table, *, title: str) -> go.Figure:
+    """mIoU (%) and up/downlink Kbps of each run of a sweep table, side by side."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mIoU, trailing window (%)", "bandwidth (Kbps)"))
+    fig.add_bar(x=table["run"], y=table["miou_window"], name="mIoU", row=1, col=1)
+    fig.add_bar(x=table["run"], y=table["uplink_kbps"], name="uplink", row=1, col=2)
+    fig.add_bar(x=table["run"], y=table["downlink_kbps"], name="downlink", row=1, col=2)
+    fig.update_layout(title=title, template="plotly_white", height=450, barmode="group")
+    return fig
+
+
+def heatmap_figure(table, *, x: str, y: str, title: str, value: str = "miou_window") -> go.Figure:
+    """`value` over a 2-D grid of a sweep table (mean over any other parameters)."""
+    grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="mean")
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[str(c) for c in grid.columns],
+                               y=[str(i) for i in grid.index], colorscale="Viridis",
+                               text=np.round(grid.to_numpy(), 1), texttemplate="%{text}",
+                               colorbar=dict(title=value)))
+    fig.update_layout(title=f"{title}: {value} (%)", template="plotly_white", height=450,
+                      xaxis_title=x, yaxis_title=y)
+    return fig
+
+
+def class_timeline_figure(results: dict[str, RunResult], class_name: str) -> go.Figure:
+    """One class's trailing-window IoU (%) over video time, one line per run."""
+    fig = go.Figure()
+    for name, result in results.items():
+        if class_name not in result.classes:
+            raise ValueError(f"class '{class_name}' is not in run '{name}'; its classes are: "
+                             + ", ".join(result.classes))
+        k = result.classes.index(class_name)
+        fig.add_scatter(x=result.frames["t_s"], y=100 * result.window_iou()[:, k], name=name,
+                        mode="lines", line=dict(color=SCHEME_COLORS.get(name)))
+    fig.update_layout(title=f"IoU of '{class_name}', trailing window (%)", template="plotly_white",
+                      height=400, xaxis_title="video time (s)", yaxis_title="IoU (%)",
+                      yaxis_range=[0, 100])
+    return fig
+
+
+def figures_html(figures: dict[str, go.Figure], *, title: str, table=None) -> str:
+    """A self-contained HTML page: an optional table, then the figures (plotly.js once)."""
+    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body><h2>{title}</h2>"]
+    if table is not None:
+        parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=1))
+    for k, fig in enumerate(figures.values()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(k == 0)))
+    return "".join(parts) + "</body></html>"
+
+
+# -- dataset checks (notebooks/01_dataset_check.ipynb) -------------------------------------------
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+
+
+def class_frequency_figure(shares, *, label_set: LabelSet, title: str = "Pixel share per class") -> go.Figure:
+    """Bars of a `dataset.class_frequencies` Series (shares 0-1, shown in %), each bar in its
+    class's palette colour (grey for ids outside the label set)."""
+    colors = [_hex(label_set.colors[label_set.names.index(n)]) if n in label_set.names else "#bbbbbb"
+              for n in shares.index]
+    fig = go.Figure(go.Bar(x=list(shares.index), y=100 * shares.to_numpy(float), marker_color=colors,
+                           marker_line=dict(color="#333", width=1)))
+    fig.update_layout(title=title, template="plotly_white", height=360, yaxis_title="pixels (%)",
+                      xaxis_title="class")
+    return fig
+
+
+def scene_change_figure(timeline, changes=None, *, step_s: float) -> go.Figure:
+    """The consecutive-label mIoU (%) of a `dataset.scene_change_timeline` over time, with
+    the dips of `dataset.scene_changes` marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=timeline["t_s"], y=timeline["miou_pct"], mode="lines", name=f"mIoU(label t, label t-{step_s:g} s)")
+    if changes is not None and len(changes):
+        fig.add_scatter(x=changes["t_s"], y=changes["miou_pct"], mode="markers", name="scene change",
+                        marker=dict(symbol="triangle-down", size=11, color="#d62728"))
+    fig.update_layout(title="Scene changes: dips of consecutive-label mIoU", template="plotly_white",
+                      height=360, xaxis_title="video time (s)", yaxis_title="mIoU (%)",
+                      yaxis_range=[0, 100], legend=dict(orientation="h", y=1.12))
+    return fig

@@ -1,0 +1,182 @@
+"""Tidy results of a run: one row per frame, one row per update, and the config that made
+them; saved as CSV + JSON (written to temp files, then renamed) and loadable again."""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from amslib.core import metrics
+from amslib.core.clock import TIME_EPS_S
+from amslib.core.config import UPDATE_ENCODERS, RunConfig
+from amslib.core.files import atomic_write, write_json
+from amslib.sim.state import FramesEvent
+
+FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE = (
+    "frames.csv", "updates.csv", "config.json", "summary.json")
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+@dataclass
+class RunResult:
+    """Per-frame and per-update tables of one run. `frames` has `tp_/fp_/fn_<class>` columns
+    (pixel counts) from which every mIoU protocol is recomputed."""
+
+    config: RunConfig
+    classes: tuple[str, ...]
+    frames: pd.DataFrame
+    updates: pd.DataFrame
+
+    def counts(self) -> np.ndarray:
+        """(N, K, 3) int64 [TP, FP, FN] per frame and class."""
+        cols = [[f"{kind}_{_slug(c)}" for kind in ("tp", "fp", "fn")] for c in self.classes]
+        return self.frames[[c for trio in cols for c in trio]].to_numpy(np.int64).reshape(
+            len(self.frames), len(self.classes), 3)
+
+    def window_miou(self) -> np.ndarray:
+        """(N,) trailing-window mIoU per frame, in [0, 1]."""
+        return metrics.miou_window(self.counts(), self.frames["t_s"].to_numpy(),
+                                   window_s=self.config.eval.window_s)
+
+    def window_iou(self) -> np.ndarray:
+        """(N, K) trailing-window IoU per frame and class, in [0, 1] (NaN: class unseen)."""
+        return metrics.iou_window(self.counts(), self.frames["t_s"].to_numpy(),
+                                  window_s=self.config.eval.window_s)
+
+    def summary(self) -> dict:
+        """Headline numbers (mIoU in percent, after the warm-up) and bandwidth in Kbps."""
+        t = self.frames["t_s"].to_numpy()
+        duration_s = (len(t) / self.config.fps) if len(t) else 0.0
+        eval_from = self.config.eval.warmup_s if t.size and t[-1] >= self.config.eval.warmup_s else 0.0
+        keep = t >= eval_from
+        counts = self.counts()
+        window = self.window_miou()
+        per_class = metrics.iou(counts[keep].sum(axis=0))
+        down_bits = float(self.updates["downlink_bits"].sum()) if "downlink_bits" in self.updates else 0.0
+        kbps = (lambda bits: metrics.kbps(bits, duration_s)) if duration_s else (lambda bits: 0.0)
+        return {
+            "scheme": self.config.scheme,
+            "video": self.config.video,
+            "duration_s": duration_s,
+            "eval_from_s": eval_from,  # warm-up excluded; 0 when the run is shorter than it
+            "miou_window": _pct(np.nanmean(window[keep]) if np.any(~np.isnan(window[keep])) else math.nan),
+            "miou_pooled": _pct(metrics.miou_pooled(counts[keep])),
+            "miou_frame_mean": _pct(metrics.miou_frame_mean(counts[keep])),
+            "iou_per_class": {c: _pct(v) for c, v in zip(self.classes, per_class)},
+            "uplink_kbps": kbps(float(self.frames["uplink_bits"].sum())),
+            "downlink_kbps": kbps(down_bits),
+            "num_updates": int(self.updates["sent"].fillna(False).astype(bool).sum()) if "sent" in self.updates else 0,
+            "update_encoder": self.config.link.update_encoder,
+            # the same model updates under every encoder (0: no model sent; None: not sized,
+            # ledger_all_encoders=false)
+            "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
+            "kbps_unit": "1 Kbps = 1000 bit/s",
+        }
+
+    def _encoder_kbps(self, encoder: str, kbps: Callable[[float], float]) -> float | None:
+        column = f"bytes_{encoder}"
+        if column in self.updates:
+            return kbps(8.0 * float(self.updates[column].fillna(0).sum()))
+        sent_models = "num_params" in self.updates and self.updates["num_params"].notna().any()
+        return None if sent_models else 0.0
+
+    def truncated(self, seconds: float) -> "RunResult":
+        """This run as if it had stopped after `seconds` (frames and updates before then), so
+        runs of different lengths compare on the same span."""
+        frames = self.frames[self.frames["t_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
+        updates = self.updates
+        if "t_update_s" in updates:
+            updates = updates[updates["t_update_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
+        limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
+        return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates)
+
+
+def _pct(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(100.0 * float(value), 3)
+
+
+class ResultCollector:
+    """Builds a RunResult from a simulation's events; pass `on_event` to follow live."""
+
+    def __init__(self, config: RunConfig, classes: tuple[str, ...]) -> None:
+        self.config, self.classes = config, classes
+        self.frame_rows: list[dict] = []
+        self.update_rows: list[dict] = []
+
+    def add(self, event) -> None:
+        if isinstance(event, FramesEvent):
+            per_frame = metrics.miou_per_frame(event.counts)
+            for row, counts, m in zip(event.rows, event.counts, per_frame):
+                row = dict(row, miou_frame=m)
+                for c, (tp, fp, fn) in zip(self.classes, counts):
+                    row.update({f"tp_{_slug(c)}": tp, f"fp_{_slug(c)}": fp, f"fn_{_slug(c)}": fn})
+                self.frame_rows.append(row)
+        else:
+            self.update_rows.append(event.row)
+
+    def result(self) -> RunResult:
+        return RunResult(self.config, self.classes, pd.DataFrame(self.frame_rows),
+                         pd.DataFrame(self.update_rows, columns=_UPDATE_COLUMNS if not self.update_rows else None))
+
+
+_UPDATE_COLUMNS = ["update", "t_update_s", "t_arrival_s", "sent", "num_samples", "downlink_bits"]
+
+
+def collect(config: RunConfig, classes: tuple[str, ...], events: Iterable,
+            on_event: Callable | None = None) -> RunResult:
+    """Consume `events` into a RunResult, calling `on_event(event)` after each one."""
+    collector = ResultCollector(config, classes)
+    for event in events:
+        collector.add(event)
+        if on_event is not None:
+            on_event(event)
+    return collector.result()
+
+
+def save_result(result: RunResult, out_dir: str | Path) -> Path:
+    """Write frames.csv, updates.csv, config.json and summary.json into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / FRAMES_FILE, lambda tmp: result.frames.to_csv(tmp, index=False))
+    atomic_write(out / UPDATES_FILE, lambda tmp: result.updates.to_csv(tmp, index=False))
+    write_json(out / CONFIG_FILE, {"config": result.config.to_dict(), "classes": list(result.classes)})
+    write_json(out / SUMMARY_FILE, result.summary())
+    return out
+
+
+def load_result(out_dir: str | Path) -> RunResult:
+    """Load a run saved by `save_result`."""
+    out = Path(out_dir)
+    missing = [f for f in (FRAMES_FILE, UPDATES_FILE, CONFIG_FILE) if not (out / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{out} is not a saved run: missing {', '.join(missing)}")
+    meta = json.loads((out / CONFIG_FILE).read_text())
+    updates = pd.read_csv(out / UPDATES_FILE, keep_default_na=False, na_values=[""])
+    return RunResult(RunConfig.from_dict(meta["config"]), tuple(meta["classes"]),
+                     pd.read_csv(out / FRAMES_FILE), updates)
+
+
+SUMMARY_COLUMNS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps",
+                   "num_updates")
+
+
+def comparison_table(results: dict[str, RunResult]) -> pd.DataFrame:
+    """One row per run (by name): mIoU by the three protocols (%), Kbps each way, updates."""
+    summaries = {name: r.summary() for name, r in results.items()}
+    rows = {name: {k: s[k] for k in SUMMARY_COLUMNS} for name, s in summaries.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
+
+
+def per_class_table(results: dict[str, RunResult]) -> pd.DataFrame:
+    """Runs x classes: each class's IoU (%) over the run after the warm-up, as in `summary`
+    (NaN: the class never appeared there)."""
+    rows = {name: r.summary()["iou_per_class"] for name, r in results.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").astype(float).rename_axis("run")

@@ -1,0 +1,198 @@
+"""The student: DeepLabV3 with a MobileNetV2 backbone, in Keras 3.
+
+Follows DeepLab's MobileNetV2 variant (tensorflow/models research/deeplab, `mobilenet_v2`
+feature extractor up to `layer_18`, no ASPP atrous branches): an image-pooling branch and a
+1x1 branch, concatenated, projected, then 1x1 logits upsampled to the input size. Layer names
+are the model zoo's variable scopes with '/' replaced by '_' (`MobilenetV2/expanded_conv_1/
+expand` -> `expanded_conv_1_expand`), so official checkpoints map onto layers by rule.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
+
+from amslib.core.files import ASSETS  # noqa: E402
+from amslib.models.checkpoints import import_weights  # noqa: E402
+
+
+def default_student_path(width_multiplier: float) -> Path:
+    """The shipped student for `synthetic:street` at this width (`make student` rebuilds it)."""
+    return ASSETS / f"student_synthetic_street_w{round(width_multiplier * 100):03d}.weights.h5"
+
+# MobileNetV2 inverted-residual blocks: (expansion t, output channels c, stride s).
+# Matches slim's V2_DEF: expanded_conv, expanded_conv_1 ... expanded_conv_16.
+_BLOCKS = (
+    (1, 16, 1),
+    (6, 24, 2), (6, 24, 1),
+    (6, 32, 2), (6, 32, 1), (6, 32, 1),
+    (6, 64, 2), (6, 64, 1), (6, 64, 1), (6, 64, 1),
+    (6, 96, 1), (6, 96, 1), (6, 96, 1),
+    (6, 160, 2), (6, 160, 1), (6, 160, 1),
+    (6, 320, 1),
+)
+_BN = dict(epsilon=1e-3, momentum=0.997)
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """Architecture of a student; weights only fit a model of the same spec (any height)."""
+
+    num_classes: int = 19
+    height: int = 256
+    width: int = 512
+    width_multiplier: float = 1.0
+    output_stride: int = 16
+    head_channels: int = 256
+
+
+def _divisible(value: float, divisor: int = 8) -> int:
+    """Slim's `_make_divisible`: round channels to a multiple of 8, never below 90%."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def _conv_bn(x, filters: int, kernel: int, name: str, *, stride: int = 1, relu: bool = True):
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_BatchNorm", **_BN)(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
+
+
+def _inverted_residual(x, block: tuple[int, int, int], name: str, *, alpha: float,
+                       stride: int, rate: int):
+    """One MobileNetV2 block; stride/rate already adjusted for the output stride."""
+    expansion, channels, _ = block
+    in_channels = x.shape[-1]
+    out_channels = _divisible(channels * alpha)
+    y = x
+    if expansion > 1:
+        y = _conv_bn(y, _divisible(in_channels * expansion), 1, f"{name}_expand")
+    y = layers.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding="same",
+                               use_bias=False, name=f"{name}_depthwise")(y)
+    y = layers.BatchNormalization(name=f"{name}_depthwise_BatchNorm", **_BN)(y)
+    y = layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
+    y = _conv_bn(y, out_channels, 1, f"{name}_project", relu=False)
+    if stride == 1 and in_channels == out_channels:
+        y = layers.Add(name=f"{name}_add")([x, y])
+    return y
+
+
+def _backbone(x, *, alpha: float, output_stride: int):
+    """MobileNetV2 features at 1/output_stride; past it, strides become atrous rates."""
+    x = _conv_bn(x, _divisible(32 * alpha), 3, "Conv", stride=2)
+    current_stride, rate = 2, 1
+    for i, block in enumerate(_BLOCKS):
+        stride = block[2]
+        block_rate = rate
+        if stride > 1 and current_stride >= output_stride:
+            rate *= stride  # keep resolution: dilate instead of striding (DeepLab)
+            stride = 1
+        else:
+            current_stride *= stride
+        name = "expanded_conv" if i == 0 else f"expanded_conv_{i}"
+        x = _inverted_residual(x, block, name, alpha=alpha, stride=stride, rate=block_rate)
+    return x
+
+
+def build_student(spec: StudentSpec = StudentSpec()) -> keras.Model:
+    """DeepLabV3-MobileNetV2. Input (N, H, W, 3) RGB in [0, 255]; output (N, H, W, C) logits."""
+    inputs = keras.Input((spec.height, spec.width, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)  # DeepLab's [-1, 1]
+    features = _backbone(x, alpha=spec.width_multiplier, output_stride=spec.output_stride)
+    fh, fw = features.shape[1], features.shape[2]
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pooling_gap")(features)
+    pooled = _conv_bn(pooled, spec.head_channels, 1, "image_pooling")
+    pooled = layers.UpSampling2D((fh, fw), name="image_pooling_upsample")(pooled)
+    branch = _conv_bn(features, spec.head_channels, 1, "aspp0")
+    x = layers.Concatenate(name="concat")([pooled, branch])
+    x = _conv_bn(x, spec.head_channels, 1, "concat_projection")
+    x = layers.Conv2D(spec.num_classes, 1, name="logits_semantic")(x)
+    outputs = layers.Resizing(spec.height, spec.width, interpolation="bilinear",
+                              name="upsample_logits")(x)
+    return keras.Model(inputs, outputs, name="deeplabv3_mobilenetv2")
+
+
+def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Model:
+    """A student of `spec` with `weights` ('default' = the shipped synthetic-street student
+    of the spec's width multiplier)."""
+    default = str(weights) == "default"
+    path = default_student_path(spec.width_multiplier) if default else Path(weights)
+    if not default and is_original_checkpoint(path):  # a model-zoo TF1 checkpoint or an AMS dict
+        model = build_student(spec)
+        import_weights(model, path)
+        return model
+    if not path.is_file():
+        hint = (f"no student is shipped for width_multiplier={spec.width_multiplier}; build one with "
+                f"`python -m amslib pretrain --width-multiplier {spec.width_multiplier} --out {path}`"
+                if default else "give the path of a .weights.h5 file made by `python -m amslib pretrain`")
+        raise FileNotFoundError(f"student weights not found: {path}; {hint}")
+    model = build_student(spec)
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises several types for mismatched files
+        raise ValueError(f"cannot load student weights {path} into a model of {spec}: {err}") from err
+    return model
+
+
+def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Path:
+    """Save the student's weights (no optimizer state) to a .weights.h5, atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.weights.h5")
+    plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
+    plain.set_weights(model.get_weights())
+    plain.save_weights(tmp)
+    tmp.replace(out)
+    return out
+
+
+def is_original_checkpoint(path: Path) -> bool:
+    """A TF1 checkpoint (prefix, .index or its folder) or an AMS pickled dict (.pkl, .npy)."""
+    return (path.suffix in (".pkl", ".pickle", ".npy", ".index") or Path(f"{path}.index").is_file()
+            or (path.is_dir() and any(path.glob("*.index"))))
+
+
+def flat_weights(model: keras.Model) -> np.ndarray:
+    """All trainable parameters as one (P,) float32 vector, in `trainable_variables` order."""
+    return np.concatenate([np.ravel(v.numpy()) for v in model.trainable_variables])
+
+
+def set_flat_weights(model: keras.Model, flat: np.ndarray) -> None:
+    """Inverse of `flat_weights` (assigns in place)."""
+    offset = 0
+    for v in model.trainable_variables:
+        size = int(np.prod(v.shape))
+        v.assign(flat[offset:offset + size].reshape(v.shape))
+        offset += size
+    if offset != flat.size:
+        raise ValueError(f"weight vector has {flat.size} values, the model needs {offset}")
+
+
+class Predictor:
+    """Batched argmax inference: (N, H, W, 3) uint8 -> (N, H, W) uint8 class ids.
+
+    The model is fixed between updates, so frames are run in batches of `batch_size`
+    through one traced function (SPEC: the edge runs the student on every frame).
+    """
+
+    def __init__(self, model: keras.Model, *, batch_size: int = 32) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        shape = (None, *model.input_shape[1:])
+        self._fn = tf.function(self._predict, input_signature=[tf.TensorSpec(shape, tf.uint8)])
+
+    def _predict(self, frames):
+        logits = self.model(tf.cast(frames, tf.float32), training=False)
+        return tf.cast(tf.argmax(logits, axis=-1), tf.uint8)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        out = [self._fn(frames[i:i + self.batch_size]).numpy()
+               for i in range(0, len(frames), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, *frames.shape[1:3]), np.uint8)

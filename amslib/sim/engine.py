@@ -1,0 +1,258 @@
+"""The simulation: edge, link and server on one simulated clock (SPEC.md).
+
+The edge runs its model on every frame and sends sampled frames up. The server keeps the
+samples that have *arrived*, and at update times trains a student copy and sends what
+changed down; the edge patches its model when the update *arrives* (after the link's
+latency and transmission time, amslib/sim/link.py). Between arrivals the edge model is fixed, so
+frames are run in batches up to the next event.
+
+What the edge samples, when the server updates and what it sends is the *scheme*'s, looked
+up by name in `amslib.core.registry.SCHEMES` (one module per family under
+amslib/sim/schemes/). Every scheme drives the same clock, link and result tables.
+
+`Simulation.run()` is a generator of events (`FramesEvent`, `UpdateEvent`) so a progress bar,
+a notebook plot and a CLI can all follow a run live; `set_policy()` changes the policy while
+it runs, taking effect at the next update.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from amslib.core.clock import TIME_EPS_S, frame_at, frames_until
+from amslib.core.config import AdaptConfig, RunConfig
+from amslib.core.metrics import frame_counts
+from amslib.core.registry import ENCODERS, SCHEMES
+from amslib.data.video import SyntheticVideo, Video, VideoError, open_video_for
+from amslib.models.student import Predictor, StudentSpec, flat_weights, load_student, set_flat_weights
+from amslib.models.teachers import OracleTeacher, Teacher
+from amslib.sim.codec import decode_update, encode_all, h264_segment, png_bytes
+from amslib.sim.link import Link, make_link
+from amslib.sim.schemes.base import Scheme
+from amslib.sim.state import FramesEvent, Pending, RunState, Sample, UpdateEvent
+from amslib.sim.training import Trainer
+
+
+@dataclass
+class Students:
+    """The edge's and the server's student copies, loaded and traced once. Reusable across
+    runs of the same video and student (each run starts from the pretrained weights), which
+    saves the seconds TensorFlow spends tracing; pass it to `Simulation.create`."""
+
+    key: tuple
+    predictor: Predictor
+    trainer: Trainer
+    pretrained: np.ndarray
+    server_predictor: Predictor | None = None  # the server copy's inference (Just-In-Time)
+
+    @staticmethod
+    def key_for(config: RunConfig, video: Video) -> tuple:
+        return (config.student, video.label_set.name, video.height, video.width, video.class_ids,
+                config.width_multiplier, config.output_stride, config.head_channels, config.edge_batch)
+
+    @classmethod
+    def load(cls, config: RunConfig, video: Video) -> "Students":
+        spec = StudentSpec(num_classes=video.label_set.num_classes, height=video.height,
+                           width=video.width, width_multiplier=config.width_multiplier,
+                           output_stride=config.output_stride, head_channels=config.head_channels)
+        edge = load_student(spec, config.student)
+        server = load_student(spec, config.student)
+        return cls(key=cls.key_for(config, video),
+                   predictor=Predictor(edge, batch_size=config.edge_batch),
+                   trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr),
+                   pretrained=flat_weights(edge),
+                   server_predictor=Predictor(server, batch_size=config.edge_batch))
+
+
+
+@dataclass
+class Simulation:
+    """One run of one scheme on one video. Build with `Simulation.create(config)`."""
+
+    config: RunConfig
+    video: Video
+    teacher: Teacher
+    adapt: AdaptConfig
+    students: Students
+    pending_policy: dict = field(default_factory=dict)  # asked for, applied at the next update
+    _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    stopped: bool = False
+
+    @classmethod
+    def create(cls, config: RunConfig, *, video: Video | None = None, teacher: Teacher | None = None,
+               students: Students | None = None) -> "Simulation":
+        """Open the video, choose the teacher, and load the students (or reuse `students`)."""
+        video = video or open_video_for(config)
+        if teacher is None:
+            if not isinstance(video, SyntheticVideo):
+                raise VideoError(f"video '{config.video}' needs a teacher: give a label folder (--labels DIR)")
+            teacher = OracleTeacher()
+        _links(config)  # a bad trace file fails here, before anything runs
+        if students is None or students.key != Students.key_for(config, video):
+            students = Students.load(config, video)
+        return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students)
+
+    @property
+    def pretrained(self) -> np.ndarray:
+        return self.students.pretrained
+
+    @property
+    def edge_predictor(self) -> Predictor:
+        return self.students.predictor
+
+    @property
+    def trainer(self) -> Trainer:
+        return self.students.trainer
+
+    # -- live control ------------------------------------------------------------------
+    def set_policy(self, **changes) -> None:
+        """Change policy fields (e.g. fraction=0.05); validated now, applied at the next update."""
+        with self._policy_lock:  # a panel calls this from the kernel while the run's thread reads
+            replace(self.adapt, **{**self.pending_policy, **changes})  # raises ConfigError if invalid
+            self.pending_policy.update(changes)
+
+    def pending_changes(self) -> dict:
+        """The policy changes asked for and not yet applied by an update."""
+        with self._policy_lock:
+            return dict(self.pending_policy)
+
+    def take_policy_changes(self) -> dict:
+        """Apply the pending policy changes (a scheme calls this at each update)."""
+        with self._policy_lock:
+            changes = dict(self.pending_policy)
+            self.pending_policy.clear()
+        if changes:
+            self.adapt = replace(self.adapt, **changes)
+        return changes
+
+    def stop(self) -> None:
+        """Ask a running `run()` to end after the current batch of frames."""
+        self.stopped = True
+
+    # -- the clock ---------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        limit = self.config.max_seconds
+        n = self.video.num_frames
+        return n if limit is None else min(n, frames_until(limit, self.video.fps))
+
+    def frame_at(self, t_s: float) -> int:
+        """First frame index whose time is >= t_s (`clock.NEVER` for 'never')."""
+        return frame_at(t_s, self.video.fps)
+
+    def run(self) -> Iterator[FramesEvent | UpdateEvent]:
+        """Simulate the whole video (or `max_seconds`), yielding events as they happen."""
+        uplink, downlink = _links(self.config)
+        state = RunState(uplink=uplink, downlink=downlink, rng=np.random.default_rng(self.config.seed))
+        scheme = SCHEMES.load(self.config.scheme)(self)
+        state.next_update_s = scheme.first_update_s()
+        set_flat_weights(self.edge_predictor.model, self.pretrained)
+        state.edge_weights = state.server_weights = self.pretrained
+        scheme.start(state)
+        n = self.num_frames
+        i = 0
+        while i < n and not self.stopped:
+            self._apply_arrivals(state, scheme, i / self.video.fps)
+            stop = self._next_boundary(state, scheme, i, n)
+            yield self._run_frames(state, scheme, i, stop)
+            i = stop
+            while i < n and i >= self.frame_at(state.next_update_s):
+                yield UpdateEvent(scheme.update(state, state.next_update_s))
+
+    def _next_boundary(self, state: RunState, scheme: Scheme, i: int, n: int) -> int:
+        candidates = [n, i + self.config.edge_batch, self.frame_at(state.next_update_s),
+                      scheme.next_key_frame(state) + 1]
+        candidates += [self.frame_at(p.arrival_s) for p in state.pending]
+        return max(i + 1, min(c for c in candidates if c > i))
+
+    def _apply_arrivals(self, state: RunState, scheme: Scheme, t_s: float) -> None:
+        arrived = [p for p in state.pending if p.arrival_s <= t_s + TIME_EPS_S]
+        for p in sorted(arrived, key=lambda p: p.version):
+            scheme.on_arrival(state, p)
+            state.version = p.version
+        state.pending = [p for p in state.pending if p.arrival_s > t_s + TIME_EPS_S]
+
+    # -- the edge ----------------------------------------------------------------------
+    def _run_frames(self, state: RunState, scheme: Scheme, start: int, stop: int) -> FramesEvent:
+        frames = self.video.frames(start, stop)
+        stop = start + len(frames)
+        truth = self.teacher.labels(self.video, start, stop, frames=frames)
+        pred = scheme.predict(state, start, frames)
+        counts = frame_counts(truth, pred, class_ids=self.video.class_ids)
+        rows = []
+        for offset in range(len(frames)):
+            index = start + offset
+            t_s = index / self.video.fps
+            bits, state.carry_bits = state.carry_bits, 0
+            if scheme.wants_sample(state, index, t_s):
+                sample = Sample(t_s, index, frames[offset], truth[offset])
+                if self.config.link.uplink_codec == "h264" and scheme.segments:
+                    state.outbox.append(sample)  # sent as one stream at the next update
+                else:
+                    bits += self.send_up(state, [sample], t_s, rate_fps=scheme.sample_rate_fps(state))
+                    scheme.on_sent(state, sample)
+            rows.append({"frame": index, "t_s": t_s, "model_version": state.version, "uplink_bits": bits})
+        return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred)
+
+    def send_up(self, state: RunState, samples: list[Sample], t_s: float, *, rate_fps: float) -> int:
+        """Encode `samples` (PNG each, or one H.264 segment at `rate_fps`), hand them to the
+        uplink at `t_s`, and put them in the server's buffer. Returns the bits sent."""
+        frames = np.stack([s.frame for s in samples])
+        if self.config.link.uplink_codec == "png":
+            bits, decoded = sum(8 * png_bytes(f) for f in frames), frames
+        else:
+            # the budget scales with the rate: h264_kbps per frame/s (LinkConfig)
+            bits, decoded = h264_segment(frames, kbps=self.config.link.h264_kbps * rate_fps, fps=rate_fps)
+            labels = self._server_labels(samples, decoded)
+            for s, frame, label in zip(samples, decoded, labels):
+                s.frame, s.label = frame, label
+        arrival = state.uplink.send(t_s, bits)
+        for s in samples:
+            s.arrival_s = arrival
+        state.buffer.extend(samples)
+        return bits
+
+    def flush_outbox(self, state: RunState, t_s: float, *, rate_fps: float) -> float:
+        """Send the samples waiting for an H.264 segment (their bits go on the next frame).
+        Returns when the server has them all: the segment's arrival, or `t_s` if none."""
+        if not state.outbox:
+            return t_s
+        segment, state.outbox = state.outbox, []
+        state.carry_bits += self.send_up(state, segment, t_s, rate_fps=rate_fps)
+        return max(t_s, segment[0].arrival_s)
+
+    def _server_labels(self, samples: list[Sample], decoded: np.ndarray) -> list[np.ndarray]:
+        """The teacher's labels of the decoded frames when it labels pixels (a model); an
+        index teacher (oracle, label folder) only knows the original frames' labels."""
+        if type(self.teacher).label is Teacher.label:
+            return [s.label for s in samples]
+        return list(self.teacher.label(decoded))
+
+    # -- the server's downlink -----------------------------------------------------------
+    def send_model(self, state: RunState, t_s: float, values: np.ndarray, mask: np.ndarray | None,
+                   base: np.ndarray) -> dict:
+        """Encode new weights with every encoder (for the ledger), send the configured one
+        down, and queue the decoded weights for the edge. Returns the ledger columns."""
+        chosen = self.config.link.update_encoder
+        encoded = encode_all(values, mask, base=base,
+                             encoders=ENCODERS.names if self.config.link.ledger_all_encoders else (chosen,))
+        sent = encoded[chosen]
+        sizes = {f"bytes_{name}": e.compressed_bytes for name, e in encoded.items()}
+        weights = decode_update(sent, base)  # what the edge will hold
+        state.server_weights = weights  # the server continues from what the edge has
+        state.updates += 1
+        arrival = state.downlink.send(t_s, sent.bits)
+        state.pending.append(Pending(arrival, state.updates, weights=weights))
+        return {"sent": True, "t_arrival_s": arrival, "encoder": chosen, "num_params": sent.num_params,
+                "num_sent": sent.num_sent, "mask_bytes": sent.mask_bytes, "value_bytes": sent.value_bytes,
+                "compressed_bytes": sent.compressed_bytes, "downlink_bits": sent.bits, **sizes}
+
+
+
+def _links(config: RunConfig) -> tuple[Link, Link]:
+    link = config.link
+    return (make_link(link.uplink_kbps, link.uplink_trace, link.latency_s),
+            make_link(link.downlink_kbps, link.downlink_trace, link.latency_s))

@@ -1,0 +1,110 @@
+"""The link between edge and server: a serial queue per direction with a bandwidth (constant
+or a trace over time) and a one-way latency (SPEC.md, "The system": updates and labels
+arrive late when the link is slow).
+
+A trace is a CSV of (time_s, kbps) rows: the rate from each time until the next row's, the
+last rate holding on. 1 Kbps = 1000 bit/s, as everywhere in the workbench.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+_BITS_EPS = 1e-12  # bits left below this count as sent (float round-off, not a time)
+
+
+@dataclass(frozen=True)
+class RateTrace:
+    """A piecewise-constant rate: `kbps[k]` from `times_s[k]` until `times_s[k + 1]`.
+
+    times_s: (M,) float64, strictly increasing, times_s[0] == 0; kbps: (M,) float64 >= 0.
+    """
+
+    times_s: np.ndarray
+    kbps: np.ndarray
+
+    def __post_init__(self) -> None:
+        t, r = np.asarray(self.times_s, float), np.asarray(self.kbps, float)
+        if t.ndim != 1 or t.shape != r.shape or t.size == 0:
+            raise ValueError("a rate trace needs equally long, non-empty time_s and kbps columns")
+        if t[0] != 0 or np.any(np.diff(t) <= 0):
+            raise ValueError("a rate trace's time_s must start at 0 and increase strictly; "
+                             f"got {t[:5].tolist()}...")
+        if np.any(r < 0) or not np.all(np.isfinite(r)):
+            raise ValueError("a rate trace's kbps must be finite and >= 0")
+
+    @classmethod
+    def constant(cls, kbps: float) -> "RateTrace":
+        return cls(np.array([0.0]), np.array([float(kbps)]))
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> "RateTrace":
+        """Read a CSV with columns `time_s` and `kbps` (a header row is required). A trace
+        that starts after 0 s is extended back to 0 s with its first rate."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"link trace not found: {path}; give a CSV with columns time_s,kbps")
+        table = pd.read_csv(path)
+        missing = {"time_s", "kbps"} - set(table.columns)
+        if missing:
+            raise ValueError(f"link trace {path} lacks column(s) {', '.join(sorted(missing))}; "
+                             f"it has {', '.join(map(str, table.columns))}; expected time_s,kbps")
+        t = table["time_s"].to_numpy(float)
+        r = table["kbps"].to_numpy(float)
+        if t.size and t[0] > 0:
+            t, r = np.concatenate([[0.0], t]), np.concatenate([[r[0]], r])
+        try:
+            return cls(t, r)
+        except ValueError as err:
+            raise ValueError(f"link trace {path}: {err}") from None
+
+    def kbps_at(self, t_s: float) -> float:
+        return float(self.kbps[max(0, np.searchsorted(self.times_s, t_s, side="right") - 1)])
+
+    def finish_s(self, start_s: float, bits: float) -> float:
+        """When `bits` handed over at `start_s` have been transmitted (inf if the rate drops to
+        0 for good before they are)."""
+        t, remaining = float(start_s), float(bits)
+        k = max(0, int(np.searchsorted(self.times_s, t, side="right")) - 1)
+        while remaining > _BITS_EPS:
+            rate = self.kbps[k] * 1000.0  # bit/s
+            end = self.times_s[k + 1] if k + 1 < self.times_s.size else math.inf
+            if rate > 0:
+                needed = remaining / rate
+                if t + needed <= end:
+                    return t + needed
+                remaining -= rate * (end - t)
+            if math.isinf(end):
+                return math.inf
+            t, k = end, k + 1
+        return t
+
+
+@dataclass
+class Link:
+    """One direction: transmissions queue behind each other (serial), then take `latency_s`.
+    `rate` None means unlimited bandwidth (transmission takes no time)."""
+
+    rate: RateTrace | None
+    latency_s: float = 0.0
+    free_at_s: float = 0.0
+    bits: int = 0
+
+    def send(self, t_s: float, bits: int) -> float:
+        """Arrival time of `bits` handed to the link at `t_s`."""
+        start = max(t_s, self.free_at_s)
+        done = start if self.rate is None else self.rate.finish_s(start, bits)
+        self.free_at_s = done
+        self.bits += bits
+        return done + self.latency_s
+
+
+def make_link(kbps: float | None, trace: str, latency_s: float) -> Link:
+    """A fresh link from a LinkConfig direction: a trace file, a constant rate, or unlimited."""
+    if trace:
+        return Link(RateTrace.from_csv(trace), latency_s)
+    return Link(None if kbps is None else RateTrace.constant(kbps), latency_s)

@@ -1,0 +1,1 @@
+"""One module per scheme family over a shared base; `amslib.core.registry.SCHEMES` names them."""
