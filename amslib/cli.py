@@ -21,6 +21,10 @@ from amslib.core.labels import get_label_set
 from amslib.core.progress import progress_bar
 
 DEMO_SCHEMES = ("none", "one_time", "ams")
+# The demo's uplink is the paper's, H.264 at 100 Kbps per sampled frame/s; AMS runs once more
+# with lossless PNG frames, so both codecs show in its table.
+DEMO_LINK = {"uplink_codec": "h264", "h264_kbps": 100.0}
+DEMO_PNG_RUN = "ams_png_up"
 
 
 def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
@@ -36,20 +40,21 @@ def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
 
 def _table(summaries: dict[str, dict]) -> str:
     from amslib.analysis.results import SUMMARY_COLUMNS as keys  # deferred: slow import
-    lines = [f"{'scheme':<10}" + "".join(f"{k:>17}" for k in keys)]
+    width = max(10, *(len(name) + 1 for name in summaries))
+    lines = [f"{'scheme':<{width}}" + "".join(f"{k:>17}" for k in keys)]
     for name, s in summaries.items():
         cells = "".join(f"{s[k]:>17.1f}" if isinstance(s[k], float) else f"{str(s[k]):>17}" for k in keys)
-        lines.append(f"{name:<10}" + cells)
+        lines.append(f"{name:<{width}}" + cells)
     return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
 
     from amslib.analysis.plots import comparison_strip, write_report  # deferred: slow import
-    from amslib.analysis.results import save_result  # deferred: slow import
+    from amslib.analysis.results import conditions_text, save_result  # deferred: slow import
     from amslib.data.video import open_video_for  # deferred: slow import
 
-    overrides = {"video": "synthetic:street"}
+    overrides = {"video": "synthetic:street", **DEMO_LINK}
     if args.max_seconds:
         overrides["max_seconds"] = args.max_seconds
     base = with_overrides(preset(args.preset), overrides)
@@ -57,12 +62,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     n = video.num_frames if base.max_seconds is None else min(video.num_frames, int(base.max_seconds * base.fps))
     snapshots = [int(n * q) for q in (0.15, 0.4, 0.65, 0.9)]  # moments shown in demo.png
     results, summaries, kept = {}, {}, {}
-    students = None  # loaded and traced once, shared by the three schemes
-    for scheme in DEMO_SCHEMES:
-        config = with_overrides(base, {"scheme": scheme})
-        results[scheme], kept[scheme], sim = _run_one(config, video=video, snapshots=snapshots, students=students)
+    students = None  # loaded and traced once, shared by every run
+    runs = {scheme: {"scheme": scheme} for scheme in DEMO_SCHEMES}
+    runs[DEMO_PNG_RUN] = {"scheme": "ams", "uplink_codec": "png"}
+    for name, changes in runs.items():
+        config = with_overrides(base, changes)
+        results[name], kept[name], sim = _run_one(config, video=video, snapshots=snapshots, students=students)
         students = sim.students
-        summaries[scheme] = results[scheme].summary()
+        summaries[name] = results[name].summary()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for scheme, result in results.items():
@@ -75,12 +82,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
                              label_set=video.label_set, titles=[f"t = {f / video.fps:.0f} s" for f in snapshots])
     strip.save(out / "demo.png")
     print(_table(summaries))
+    print(f"conditions: {conditions_text(base)} ({DEMO_PNG_RUN}: the same AMS with a lossless PNG uplink)")
     print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'demo.png'}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from amslib.analysis.results import save_result  # deferred: slow import
-    from amslib.data.video import open_video_for  # deferred: slow import
+    from amslib.analysis.results import conditions_text, save_result  # deferred: slow import
+    from amslib.data.video import important_classes, open_video_for  # deferred: slow import
     from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
 
     overrides = {"video": args.video, "scheme": args.scheme, **parse_set_args(args.set or [])}
@@ -91,15 +99,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.teacher:
         teacher = _teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
     label_set = getattr(teacher, "label_set", None) or args.label_set
-    classes = None
-    if teacher is not None and not config.video.startswith("synthetic:"):
-        classes = _classes_for(teacher, label_set, args.classes)
+    classes = important_classes(config.video, classes=_split_classes(args.classes), manifest=args.manifest,
+                                teacher_classes=_teacher_classes(teacher, label_set) if teacher else None)
     video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
     if args.frame_cache:
         video = _frame_cached(video)
     result, _, _ = _run_one(config, video=video, teacher=teacher)
     out = save_result(result, args.out)
     print(_table({config.scheme: result.summary()}))
+    print(f"conditions: {conditions_text(config)}")
     print(f"wrote {out}")
 
 
@@ -264,7 +272,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="none, one_time and ams on synthetic:street, with a report")
+    demo = sub.add_parser("demo", help="none, one_time and ams on synthetic:street (H.264 uplink; AMS also "
+                          "with PNG), with a report")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--preset", default="laptop")
     demo.add_argument("--quick", action="store_const", const=120.0, dest="max_seconds",
@@ -279,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
     run.add_argument("--teacher", help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR "
                      "(options after '?'); labels are cached")
-    run.add_argument("--classes", help="important classes, ';'-separated (default: the teacher's or "
-                     "the manifest's)")
+    run.add_argument("--classes", help="important classes, ';'-separated (default: the manifest's for a "
+                     "manifest video_id, else the teacher's)")
     run.add_argument("--frame-cache", action="store_true",
                      help="keep decoded frames on disk ($AMS_DATA_DIR/frames) for repeated runs")
     run.add_argument("--label-set", default="cityscapes19", help="label set of --labels")
@@ -394,13 +403,18 @@ def _parse_with_progress(spec: str, label_set: str | None):
         return parse_teacher(spec, default_label_set=label_set, on_progress=lambda p: update(p.done, p.total))
 
 
-def _classes_for(teacher, label_set: str, classes: str | None) -> tuple[str, ...]:
-    """--classes, else the classes a label folder holds or a model can output, else all."""
+def _split_classes(text: str | None) -> tuple[str, ...] | None:
+    """--classes 'road;car' (or 'road,car') -> ('road', 'car'); None when not given."""
+    if not text:
+        return None
+    return tuple(c.strip() for c in text.replace(",", ";").split(";") if c.strip())
+
+
+def _teacher_classes(teacher, label_set: str) -> tuple[str, ...]:
+    """The classes a label folder holds or a model can output, else all of the label set."""
     from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
 
     names = get_label_set(label_set).names
-    if classes:
-        return tuple(c.strip() for c in classes.replace(",", ";").split(";") if c.strip())
     if isinstance(teacher, LabelFolderTeacher):
         return teacher.present_classes(names)
     return tuple(getattr(teacher, "classes", None) or names)

@@ -86,3 +86,46 @@ def test_file_video_without_labels_is_an_error(tmp_path, capsys):
 def test_module_entry_point_reports_usage():
     proc = subprocess.run([sys.executable, "-m", "amslib", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "demo" in proc.stdout and "run" in proc.stdout
+
+
+def _write_clip(path, frames, fps=4):
+    import imageio_ffmpeg
+    writer = imageio_ffmpeg.write_frames(str(path), (frames.shape[2], frames.shape[1]), fps=fps, macro_block_size=1)
+    writer.send(None)
+    for f in frames:
+        writer.send(f)
+    writer.close()
+
+
+def test_manifest_video_uses_the_manifests_classes_in_the_cli_and_the_api(tmp_path, capsys, tiny_student,
+                                                                            monkeypatch):
+    """The label folder holds sky, building and road; the manifest names road and sky: the CLI
+    and the notebook API both score the manifest's two."""
+    import amslib as ams
+    monkeypatch.setenv("AMS_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data" / "videos").mkdir(parents=True)
+    frames = np.zeros((40, 32, 64, 3), np.uint8)
+    frames[:, :10], frames[:, 10:16], frames[:, 16:] = (120, 170, 240), (180, 90, 60), (110, 110, 110)
+    _write_clip(tmp_path / "data" / "videos" / "tiny_street.mp4", frames)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("video_id,dataset,title,url,start_s,end_s,camera,classes,label_set,access,notes\n"
+                        "tiny_street,outdoor_scenes,Tiny street,https://example.invalid/v,0,10,dashcam,"
+                        "road;sky,cityscapes19,youtube,test clip\n")
+    label = np.zeros((32, 64), np.uint8)
+    label[:10], label[10:16] = 10, 2  # sky, building; road (0) below
+    (tmp_path / "gt").mkdir()
+    for i in range(40):
+        write_label_png(label, tmp_path / "gt" / f"gt_{i:06d}.png")
+    out = tmp_path / "run"
+    code, _, stderr = run_cli(["run", "--video", "tiny_street", "--manifest", str(manifest), "--labels",
+                               str(tmp_path / "gt"), "--student", str(tiny_student), "--out", str(out),
+                               *TINY, "warmup_s=0", "max_seconds=4"], capsys)
+    assert code == 0, stderr
+    cli_classes = json.loads((out / "config.json").read_text())["classes"]
+    api_classes = ams.open_video("tiny_street", height=32, fps=2.0, manifest=str(manifest)).classes
+    assert tuple(cli_classes) == tuple(api_classes) == ("road", "sky")
+    code, _, _ = run_cli(["run", "--video", "tiny_street", "--manifest", str(manifest), "--labels",
+                          str(tmp_path / "gt"), "--student", str(tiny_student), "--out", str(tmp_path / "run2"),
+                          "--classes", "sky;building", *TINY, "warmup_s=0", "max_seconds=4"], capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["classes"] == ["sky", "building"]

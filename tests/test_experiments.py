@@ -53,6 +53,13 @@ def test_asr_grid_never_runs_atr_alone_and_substitutes_the_video(base):
     assert all(not (j.config.adapt.atr and not j.config.adapt.asr) for j in jobs)
 
 
+def test_horizon_experiment_trains_every_update_from_the_pretrained_weights(base):
+    laptop = with_overrides(base, {"reset_to_pretrained": False})  # as the laptop preset sets it
+    jobs = experiment_jobs("horizon", laptop, quick=True)
+    assert jobs and all(j.config.adapt.reset_to_pretrained for j in jobs)
+    assert not any(j.config.adapt.reset_to_pretrained for j in experiment_jobs("schemes", laptop, quick=True))
+
+
 def test_every_experiment_builds_and_axes_parse(base):
     for name in EXPERIMENTS:
         assert experiment_jobs(name, base, quick=True)
@@ -131,9 +138,17 @@ def test_claims_document_has_every_claim_with_a_measured_number(base, tmp_path):
     for c in claims:
         assert any(ch.isdigit() for ch in c.measured), c
         assert c.holds or c.reason, f"{c.key} does not hold but gives no reason"
+        assert "server compute free" in c.conditions and "optimizer" in c.conditions, c
+    by_key = {c.key: c for c in claims}
+    assert "optimizer reset" in by_key["strategies_reset"].conditions
+    assert "optimizer persist" in by_key["strategies"].conditions
+    assert "First Adam step (persist)" in by_key["strategies"].measured
+    assert "First Adam step (reset)" in by_key["strategies_reset"].measured
+    assert "One-Time trains" in by_key["ranking"].conditions
     path = write_claims(report, tmp_path / "claims.md", runs_dir=tmp_path / "runs")
     text = path.read_text()
     assert "`claims test`" in text and text.count("\n| ") >= len(CLAIM_TEXT) + len(jobs)
+    assert "| conditions" in text and "Not modelled: the server's compute is free" in text
     assert (tmp_path / "runs" / "synthetic_street" / "jit" / "summary.json").is_file()
     assert "**no**" in claims_markdown(report) or all(c.holds for c in claims)
 

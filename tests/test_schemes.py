@@ -3,7 +3,9 @@ the rules of ASR/ATR, Just-In-Time and remote tracking."""
 import math
 from dataclasses import replace
 
+import conftest
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TinyOracle, TinyVideo
 from test_engine import tiny_config
@@ -12,6 +14,7 @@ from amslib.analysis.runs import simulate
 from amslib.core import metrics
 from amslib.core.config import STRATEGIES, AdaptConfig, BaselineConfig, LinkConfig
 from amslib.core.metrics import label_similarity
+from amslib.models.teachers import CachedTeacher, Teacher
 from amslib.sim.engine import Simulation, Students
 from amslib.sim.link import RateTrace
 from amslib.sim.schemes.ams import asr_rate, atr_interval
@@ -232,9 +235,11 @@ def test_training_does_not_depend_on_what_ran_before(tiny_student):
         start = flat_weights(trainer.model)
         if warm_up:
             trainer.step_on(frames[:1], labels[:1])  # moves the model; update() starts from `start`
+        # from a fresh Adam state (with optimizer_state=persist the warm-up's moments would count,
+        # by design; a run resets them at its start: test_optimizer_state_reset_reproduces...)
         result = trainer.update(frames, labels, base=start, rng=np.random.default_rng(0),
                                 policy=AdaptConfig(strategy="gradient_guided", fraction=0.1, iterations=3,
-                                                   batch_size=4, lr=1e-3))
+                                                   batch_size=4, lr=1e-3, optimizer_state="reset"))
         values.append(result.values)
     np.testing.assert_array_equal(values[0], values[1])
 
@@ -256,15 +261,71 @@ def test_gradient_magnitude_ranks_by_the_first_batch_gradient(tiny_student):
     gradient = trainer.gradient(frames[pick], labels[pick])
     result = trainer.update(frames, labels, base=start, rng=np.random.default_rng(0),
                             policy=AdaptConfig(strategy="gradient_magnitude", fraction=0.1, iterations=3,
-                                               batch_size=4, lr=1e-3))
+                                               batch_size=4, lr=1e-3, optimizer_state="reset"))
     np.testing.assert_array_equal(result.mask, top_fraction_mask(gradient, 0.1))
     np.testing.assert_array_equal(result.values[~result.mask], start[~result.mask])
     assert np.any(result.values[result.mask] != start[result.mask])
 
     trainer.update(frames[pick], labels[pick], base=start, rng=np.random.default_rng(0),
-                   policy=AdaptConfig(strategy="full", fraction=1.0, iterations=1, batch_size=4, lr=1e-3))
+                   policy=AdaptConfig(strategy="full", fraction=1.0, iterations=1, batch_size=4, lr=1e-3,
+                                      optimizer_state="reset"))  # one fresh Adam step
     change = np.abs(flat_weights(trainer.model) - start)
     strong = np.abs(gradient) > 1e-4  # 30x eps' = 1e-7 / sqrt(1 - 0.999)
     assert strong.mean() > 0.1  # more than the 10% to send: the top 10% by change is near-ties
     np.testing.assert_allclose(change[strong], 1e-3, rtol=0.05)  # about lr, for gradients
     assert np.ptp(np.abs(gradient[strong])) > 1e-3                # that differ 10x and more
+
+
+# Ledger of the tiny AMS run (reset_to_pretrained, gradient-guided) measured before the
+# optimizer_state parameter existed, when every update started from a fresh Adam state.
+FRESH_STATE_LOSS_LAST = [1.5968644618988037, 1.5945281982421875, 1.6353368759155273, 1.6268103122711182,
+                         1.5694482326507568, 1.5727434158325195]
+
+
+def test_optimizer_state_reset_reproduces_fresh_updates_and_persist_changes_the_second(tiny_student):
+    from conftest import TinyVideo
+    video, teacher = TinyVideo(), TinyOracle()
+    reset = simulate(conftest.tiny_config(tiny_student, optimizer_state="reset"), video=video, teacher=teacher)
+    persist = simulate(conftest.tiny_config(tiny_student, optimizer_state="persist"), video=video, teacher=teacher)
+    np.testing.assert_allclose(reset.updates["loss_last"], FRESH_STATE_LOSS_LAST, rtol=1e-5)
+    assert list(reset.updates["optimizer_state"]) == ["reset"] * 6
+    assert list(persist.updates["optimizer_state"]) == ["persist"] * 6
+    # the first update starts fresh either way; the second one's first step differs
+    assert persist.updates["loss_last"].iloc[0] == pytest.approx(reset.updates["loss_last"].iloc[0], rel=1e-6)
+    assert abs(persist.updates["loss_last"].iloc[1] - reset.updates["loss_last"].iloc[1]) > 1e-4
+    # and a run never inherits the previous run's Adam state: the same run twice is identical
+    again = simulate(conftest.tiny_config(tiny_student, optimizer_state="persist"), video=video, teacher=teacher)
+    np.testing.assert_array_equal(again.updates["loss_last"], persist.updates["loss_last"])
+
+
+class BrightnessTeacher(Teacher):
+    """A pixel teacher: sky where a pixel is bright, road elsewhere; counts frames labelled."""
+
+    name = "brightness"
+
+    def __init__(self) -> None:
+        self.labelled = 0
+
+    def label(self, frames):
+        self.labelled += len(frames)
+        return np.where(frames.mean(axis=-1) > 100, 10, 0).astype(np.uint8)
+
+
+def test_cached_model_teacher_labels_the_decoded_frames_of_a_lossy_uplink(tiny_student, tmp_path):
+    """Through the label cache as without it, the server labels what it decoded from H.264
+    (cached by content: the tiny video's frames repeat, so fewer calls than without the cache);
+    the second run reads every label back instead of running the model again."""
+    config = replace(tiny_config(tiny_student), max_seconds=20.0, link=LinkConfig(uplink_codec="h264", h264_kbps=5.0))
+    video = TinyVideo()
+    bare = simulate(config, video=video, teacher=BrightnessTeacher())
+    inner = BrightnessTeacher()
+    cached = CachedTeacher(inner, tmp_path)
+    assert cached.labels_pixels and not TinyOracle().labels_pixels
+    first = simulate(config, video=video, teacher=cached)
+    pd.testing.assert_frame_equal(first.updates.drop(columns="train_wall_s"), bare.updates.drop(columns="train_wall_s"))
+    labelled = inner.labelled
+    decoded = np.zeros((2, 32, 64, 3), np.uint8) + np.uint8(150)
+    np.testing.assert_array_equal(cached.label(decoded), BrightnessTeacher().label(decoded))
+    again = simulate(config, video=video, teacher=cached)
+    assert inner.labelled == labelled + 2  # only the two new frames above: the run read its labels back
+    pd.testing.assert_frame_equal(again.updates.drop(columns="train_wall_s"), bare.updates.drop(columns="train_wall_s"))

@@ -286,3 +286,20 @@ def test_first_step_spread_is_the_formula(students, tiny_video):
     assert spread["share_near_lr"] == pytest.approx(near.mean(), abs=0.01)
     assert spread["gradient_p90"] > 3 * spread["gradient_p10"]  # unlike gradients, alike moves
     np.testing.assert_array_equal(flat_weights(students.trainer.model), students.pretrained)  # restored
+
+
+def test_persisted_moments_spread_the_first_step(students, tiny_video):
+    """With Adam's moments kept from an earlier update, the first step is no longer ~lr for
+    nearly every scalar: fewer move by lr, and |change| spreads out."""
+    teacher = TinyOracle()
+    buffer = wk.buffer_at(tiny_video, teacher, t_s=15.0, horizon_s=20.0, rate_fps=1.0)
+    earlier = wk.buffer_at(tiny_video, teacher, t_s=10.0, horizon_s=20.0, rate_fps=1.0)
+    options = dict(base=students.pretrained, lr=1e-3, batch_size=2, seed=0, earlier=earlier, earlier_steps=5)
+    fresh = wk.first_step_spread(students, buffer, optimizer_state="reset", **options)
+    kept = wk.first_step_spread(students, buffer, optimizer_state="persist", **options)
+    assert kept["share_near_lr"] < fresh["share_near_lr"] / 2
+    assert kept["tied_at_threshold"] < fresh["tied_at_threshold"]  # the top-10% ranking has fewer ties
+    assert not np.allclose(kept["change"], fresh["change"])
+    with pytest.raises(ValueError, match="needs `earlier`"):
+        wk.first_step_spread(students, buffer, base=students.pretrained, lr=1e-3, batch_size=2, seed=0,
+                             optimizer_state="persist")

@@ -79,6 +79,7 @@ class RunResult:
             # ledger_all_encoders=false)
             "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
+            "conditions": conditions(self.config),
         }
 
     def _encoder_kbps(self, encoder: str, kbps: Callable[[float], float]) -> float | None:
@@ -97,6 +98,38 @@ class RunResult:
             updates = updates[updates["t_update_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
         limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
         return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates)
+
+
+# What the simulation does not model yet: stated with every result, not hidden in it.
+NOT_MODELLED = {
+    "server_compute": "free: the teacher's labels and the training take no simulated time",
+    "link_queues": "unbounded: a link carries whatever it is offered, late but never dropped",
+}
+
+
+def conditions(config: RunConfig) -> dict:
+    """The idealisations and training budget a run's numbers rest on (shown with every
+    result: run summary, claims, notebook captions)."""
+    a, link = config.adapt, config.link
+    out = {**NOT_MODELLED,
+           "uplink": f"{_bandwidth(link.uplink_kbps, link.uplink_trace)}, {link.uplink_codec}"
+                     + (f" at {link.h264_kbps:g} Kbps per sampled frame/s" if link.uplink_codec == "h264" else ""),
+           "downlink": f"{_bandwidth(link.downlink_kbps, link.downlink_trace)}, {link.update_encoder} encoder",
+           "latency_s": link.latency_s}
+    if config.scheme in ("ams", "one_time"):
+        out.update(reset_to_pretrained=a.reset_to_pretrained, optimizer_state=a.optimizer_state)
+        out["training_budget"] = (f"{a.iterations} steps of {a.batch_size} frames per update" if config.scheme == "ams"
+                                  else f"{a.one_time_iterations} steps of {a.batch_size} frames, once")
+    return out
+
+
+def conditions_text(config: RunConfig) -> str:
+    """`conditions` as one line, for a caption or a terminal."""
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in conditions(config).items())
+
+
+def _bandwidth(kbps: float | None, trace: str) -> str:
+    return f"trace {trace}" if trace else ("unlimited bandwidth" if kbps is None else f"{kbps:g} Kbps")
 
 
 def _pct(value: float) -> float | None:

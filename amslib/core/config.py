@@ -16,6 +16,7 @@ from amslib.core.registry import SCHEMES, STRATEGIES
 # The registries are the only lists of schemes, strategies and update encoders
 # (amslib/core/registry.py); validation below reads them.
 UPLINK_CODECS = ("png", "h264")
+OPTIMIZER_STATES = ("persist", "reset")  # AdaptConfig.optimizer_state
 _SUBCONFIGS = ("adapt", "link", "eval", "baseline")
 
 
@@ -42,7 +43,15 @@ class AdaptConfig:
     fraction: float = 0.1  # gamma: share of parameters sent down per update
     strategy: str = "gradient_guided"
     reset_to_pretrained: bool = True  # the original restored pretrained weights each update
+    # Adam's moments across updates: `persist` keeps them from update to update, as the original
+    # did (its restore before each update skipped every variable named Adam and the global step);
+    # `reset` starts each update from a fresh Adam state, whose first step moves nearly every
+    # scalar by about lr (README, "Decisions"). Each run starts from a fresh state either way.
+    optimizer_state: str = "persist"
     one_time_s: float = 60.0  # the One-Time baseline trains on the first 60 s only
+    # One-Time's single update trains this many steps on its samples (AMS trains `iterations`
+    # at every update); chosen so its training loss has levelled off (README, "Decisions").
+    one_time_iterations: int = 100
     asr: bool = False  # adaptive sampling rate: r follows the scene's change (SPEC.md, "ASR")
     atr: bool = False  # adaptive training rate: longer intervals while r stays low; needs asr
     asr_min_fps: float = 0.1  # ASR clips r to [asr_min_fps, asr_max_fps]
@@ -59,6 +68,9 @@ class AdaptConfig:
         _check(0 < self.fraction <= 1, f"fraction must be in (0, 1], got {self.fraction}")
         _check(self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         _check(self.one_time_s > 0, f"one_time_s must be > 0 seconds, got {self.one_time_s}")
+        _check(self.one_time_iterations >= 1, f"one_time_iterations must be >= 1, got {self.one_time_iterations}")
+        _check(self.optimizer_state in OPTIMIZER_STATES,
+               f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}, got '{self.optimizer_state}'")
         _check(0 < self.asr_min_fps <= self.asr_max_fps <= 60,
                f"need 0 < asr_min_fps <= asr_max_fps <= 60, got {self.asr_min_fps} and {self.asr_max_fps}")
         # ATR reads the history of ASR's rates; without ASR that history is constant.

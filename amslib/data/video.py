@@ -158,10 +158,35 @@ def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
         return SyntheticVideo(height=height, fps=fps, seed=seed, duration_s=duration_s,
                               slow_motion=PARKED_SLOW_MOTION if name == "parked" else 1.0)
     path = Path(spec)
-    if path.suffix or os.sep in spec or path.exists():
+    if _is_file_spec(spec):
         return FileVideo(path, height=height, fps=fps, classes=classes or CITYSCAPES19.names,
                          label_set=get_label_set(label_set or "cityscapes19"))
     return _open_manifest_video(spec, height=height, fps=fps, classes=classes, manifest=manifest)
+
+
+def _is_file_spec(spec: str) -> bool:
+    """Does `spec` name a local file (rather than a manifest video_id)?"""
+    return bool(Path(spec).suffix) or os.sep in spec or Path(spec).exists()
+
+
+def important_classes(spec: str, *, classes: tuple[str, ...] | None = None,
+                      teacher_classes: tuple[str, ...] | None = None,
+                      manifest: str | Path | None = None) -> tuple[str, ...] | None:
+    """A run's important classes, the only ones loss and mIoU count (SPEC.md, "Classes"): the
+    given `classes` (--classes), else the manifest's for a manifest video_id, else the
+    teacher's (`teacher_classes`: what its label folder holds or its model can output). None:
+    the video's own (every class of the label set; the synthetic videos' seven). The one
+    rule for the CLI, sweeps, claims and notebooks alike."""
+    if classes:
+        return tuple(classes)
+    if spec.startswith(SYNTHETIC_PREFIX):
+        return None
+    if not _is_file_spec(spec):
+        try:
+            return get_entry(spec, manifest).classes
+        except KeyError as err:
+            raise VideoError(f"{err.args[0] if err.args else err}; or give 'synthetic:street' or a local video file") from None
+    return teacher_classes
 
 
 def open_video_for(config, **options) -> Video:

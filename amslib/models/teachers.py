@@ -41,6 +41,12 @@ class Teacher:
         """Labels of the video's frames start..stop-1 (`frames` if the caller has them)."""
         return self.label(video.frames(start, stop) if frames is None else frames)
 
+    @property
+    def labels_pixels(self) -> bool:
+        """Does it label any pixels given (a model), or only a video's frames by index (the
+        oracle, a label folder)? Only a model can label what a lossy uplink decoded."""
+        return type(self).label is not Teacher.label
+
 
 class OracleTeacher(Teacher):
     """The exact labels of a synthetic video (the default teacher of `synthetic:street`)."""
@@ -98,6 +104,25 @@ class LabelFolderTeacher(Teacher):
         return tuple(n for i, n in enumerate(label_set_names) if seen[i])
 
 
+@dataclass(frozen=True)
+class LabelledFrames:
+    """Frames of a video with the teacher's labels: `indices` (N,) int64 frame numbers,
+    `times_s` (N,) seconds, `frames` (N, H, W, 3) uint8, `labels` (N, H, W) uint8 class ids."""
+
+    indices: np.ndarray
+    times_s: np.ndarray
+    frames: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def pick(self, count: int) -> "LabelledFrames":
+        """Up to `count` of these, evenly spaced (first and last included)."""
+        picks = np.unique(np.linspace(0, len(self) - 1, max(1, min(count, len(self)))).round().astype(int))
+        return LabelledFrames(self.indices[picks], self.times_s[picks], self.frames[picks], self.labels[picks])
+
+
 def read_labelled(video: Video, teacher: Teacher, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frames (M, H, W, 3) uint8 and the teacher's labels (M, H, W) uint8 of `video` at
     `indices` (M,), each frame read on its own (a file read in increasing order decodes once;
@@ -135,12 +160,30 @@ def label_cache_dir(root: Path, video: Video, teacher: Teacher) -> Path:
 
 
 class CachedTeacher(Teacher):
-    """Wraps a teacher with an on-disk cache of `gt_%06d.png` by processed frame index."""
+    """Wraps a teacher with an on-disk cache: a video's frames by processed frame index
+    (`gt_%06d.png`), other frames (a lossy uplink's decoded ones) by content."""
 
     def __init__(self, teacher: Teacher, root: str | Path) -> None:
         self.teacher = teacher
         self.root = Path(root)
         self.name = teacher.name
+
+    @property
+    def labels_pixels(self) -> bool:
+        return self.teacher.labels_pixels
+
+    def label(self, frames: np.ndarray) -> np.ndarray:
+        """The wrapped model's labels of arbitrary frames (N, H, W, 3) uint8, e.g. what the server
+        decoded from an H.264 uplink, cached by each frame's content (sha1 of its pixels)."""
+        folder = self.root / "by-content" / hashlib.sha1(self.teacher.name.encode()).hexdigest()[:16]
+        paths = [folder / f"{hashlib.sha1(f.tobytes()).hexdigest()}-{f.shape[0]}x{f.shape[1]}.png" for f in frames]
+        missing = [k for k, p in enumerate(paths) if not p.is_file()]
+        if missing:
+            fresh = self.teacher.label(frames[missing])
+            folder.mkdir(parents=True, exist_ok=True)
+            for k, label in zip(missing, fresh):
+                write_label_png(label, paths[k])
+        return np.stack([np.asarray(Image.open(p), np.uint8) for p in paths])
 
     def labels(self, video: Video, start: int, stop: int, *, frames=None) -> np.ndarray:
         folder = label_cache_dir(self.root, video, self.teacher)

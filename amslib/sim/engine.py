@@ -150,6 +150,7 @@ class Simulation:
         scheme = SCHEMES.load(self.config.scheme)(self)
         state.next_update_s = scheme.first_update_s()
         set_flat_weights(self.edge_predictor.model, self.pretrained)
+        self.trainer.reset_optimizer(lr=self.adapt.lr)  # a run never inherits another run's Adam state
         state.edge_weights = state.server_weights = self.pretrained
         scheme.start(state)
         n = self.num_frames
@@ -227,7 +228,7 @@ class Simulation:
     def _server_labels(self, samples: list[Sample], decoded: np.ndarray) -> list[np.ndarray]:
         """The teacher's labels of the decoded frames when it labels pixels (a model); an
         index teacher (oracle, label folder) only knows the original frames' labels."""
-        if type(self.teacher).label is Teacher.label:
+        if not self.teacher.labels_pixels:
             return [s.label for s in samples]
         return list(self.teacher.label(decoded))
 

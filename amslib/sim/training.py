@@ -62,7 +62,8 @@ class Trainer:
         return loss
 
     def reset_optimizer(self, *, lr: float) -> None:
-        """Fresh Adam state for a new update (each update is an independent fine-tune)."""
+        """Fresh Adam state: zero moments and step count (a run's start; every update under
+        optimizer_state=reset)."""
         for v in self.optimizer.variables:
             v.assign(tf.zeros_like(v))
         self.optimizer.learning_rate.assign(lr)
@@ -93,10 +94,13 @@ class Trainer:
     def update(self, frames: np.ndarray, labels: np.ndarray, *, base: np.ndarray, policy: AdaptConfig,
                rng: np.random.Generator) -> TrainResult:
         """One server update from `base` (P,) float32 under `policy` (its strategy, fraction,
-        iterations, batch size and lr): train, select, return the new values."""
+        iterations, batch size, lr and optimizer_state): train, select, return the new values."""
         strategy = STRATEGIES.load(STRATEGIES.check(policy.strategy))
         set_flat_weights(self.model, base)
-        self.reset_optimizer(lr=policy.lr)
+        if policy.optimizer_state == "reset":
+            self.reset_optimizer(lr=policy.lr)
+        else:  # persist: Adam's moments and step count carry over from the last update
+            self.optimizer.learning_rate.assign(policy.lr)
         return strategy.train(self, frames, labels, base=base, policy=policy, rng=rng)
 
     def gradient(self, frames: np.ndarray, labels: np.ndarray) -> np.ndarray:

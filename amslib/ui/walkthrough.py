@@ -30,6 +30,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
+from amslib.analysis.first_step import adam_first_step, first_step_spread  # noqa: F401 - notebook 05's wk.*
 from amslib.analysis.plots import comparison_strip
 from amslib.core.clock import frame_at
 from amslib.core.config import AdaptConfig, RunConfig
@@ -37,11 +38,17 @@ from amslib.core.labels import LabelSet
 from amslib.core.metrics import frame_counts, miou_pooled
 from amslib.data.video import Video
 from amslib.models.student import Predictor, flat_weights, set_flat_weights
-from amslib.models.teachers import Teacher, read_labelled
+from amslib.models.teachers import LabelledFrames, Teacher
 from amslib.sim.codec import EncodedUpdate, decode_update, encode_all  # encode_all: notebook 05 uses wk.encode_all too
 from amslib.sim.engine import Students
-from amslib.sim.sampling import check_span, sample_times, sampled_frames  # noqa: F401 - notebook 05 shows them as wk.*
-from amslib.sim.selection import draw_batch, fixed_mask_strategies, strategy_mask
+from amslib.sim.sampling import (  # noqa: F401 - notebook 05 shows them as wk.*
+    buffer_at,
+    check_span,
+    labelled_frames,
+    sample_times,
+    sampled_frames,
+)
+from amslib.sim.selection import fixed_mask_strategies, strategy_mask
 
 COMPARED = ("random", "first_layers", "last_layers")  # fixed-mask rules shown next to the update's
 
@@ -62,49 +69,6 @@ def symbols_table(adapt: AdaptConfig) -> pd.DataFrame:
 
 
 # -- 2. frames with labels; the server's buffer ------------------------------------------------
-@dataclass(frozen=True)
-class LabelledFrames:
-    """Frames of a video with the teacher's labels: `indices` (N,) int64 frame numbers,
-    `times_s` (N,) seconds, `frames` (N, H, W, 3) uint8, `labels` (N, H, W) uint8 class ids."""
-
-    indices: np.ndarray
-    times_s: np.ndarray
-    frames: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def pick(self, count: int) -> "LabelledFrames":
-        """Up to `count` of these, evenly spaced (first and last included)."""
-        picks = np.unique(np.linspace(0, len(self) - 1, max(1, min(count, len(self)))).round().astype(int))
-        return LabelledFrames(self.indices[picks], self.times_s[picks], self.frames[picks], self.labels[picks])
-
-
-def labelled_frames(video: Video, teacher: Teacher, indices: np.ndarray) -> LabelledFrames:
-    """Read frames `indices` (N,) of `video` and label them with `teacher`."""
-    indices = np.asarray(indices, np.int64)
-    if len(indices) and (indices.min() < 0 or indices.max() >= video.num_frames):
-        raise ValueError(f"frame indices must be in [0, {video.num_frames}) for this video "
-                         f"({video.duration_s:g} s), got {indices.min()}..{indices.max()}")
-    frames, labels = read_labelled(video, teacher, indices)
-    return LabelledFrames(indices, indices / video.fps, frames, labels)
-
-
-def buffer_at(video: Video, teacher: Teacher, *, t_s: float, horizon_s: float,
-              rate_fps: float) -> LabelledFrames:
-    """The server's buffer at an update at `t_s`: the samples taken in [t_s - T, t_s), T =
-    `horizon_s`, sampled at r = `rate_fps`, with the teacher's labels. Assumes what the
-    engine does on an unlimited, lossless (PNG) uplink without latency: every sample taken
-    before `t_s` has arrived."""
-    if not horizon_s > 0:
-        raise ValueError(f"horizon_s (T) must be > 0 seconds, got {horizon_s}")
-    if not 0 < t_s <= video.duration_s:
-        raise ValueError(f"t_s must be in (0, {video.duration_s:g}] seconds (the video's length), got {t_s}")
-    indices = sampled_frames(max(0.0, t_s - horizon_s), t_s, rate_fps=rate_fps, fps=video.fps)
-    return labelled_frames(video, teacher, indices[indices < video.num_frames])
-
-
 def frames_between(video: Video, teacher: Teacher, *, start_s: float, stop_s: float) -> LabelledFrames:
     """Every frame the edge shows in [start_s, stop_s) (cut at the video's end), labelled."""
     check_span(start_s, stop_s)
@@ -393,38 +357,3 @@ def before_after_strip(walk: UpdateWalk, upcoming: LabelledFrames, *, label_set:
     return comparison_strip(upcoming.frames[picks], upcoming.labels[picks],
                             {"before": walk.before_next[picks], "after": walk.after_next[picks]},
                             label_set=label_set, titles=[f"t = {t:.1f} s" for t in upcoming.times_s[picks]])
-
-
-# -- why gradient-guided selection rests on near-ties ------------------------------------------
-ADAM_EPSILON, ADAM_BETA2 = 1e-7, 0.999  # Keras' Adam defaults, which amslib.sim.training uses
-
-
-def adam_first_step(gradient: np.ndarray, *, lr: float, epsilon: float = ADAM_EPSILON,
-                    beta2: float = ADAM_BETA2) -> np.ndarray:
-    """|change| (P,) of each scalar after one Adam step from a fresh state, for `gradient` (P,):
-    lr * |g| / (|g| + epsilon / sqrt(1 - beta2)) (the bias corrections cancel m and v's scales)."""
-    g = np.abs(np.asarray(gradient, np.float64))
-    return lr * g / (g + epsilon / np.sqrt(1.0 - beta2))
-
-
-def first_step_spread(students: Students, buffer: LabelledFrames, *, base: np.ndarray, lr: float,
-                      batch_size: int, seed: int, tolerance: float = 0.01) -> dict:
-    """How much one fresh Adam step on all parameters, the step gradient-guided selection ranks
-    by, tells the scalars apart, on the batch the update would draw first.
-
-    Returns `share_near_lr` (the share of scalars that moved within `tolerance` x lr of lr),
-    `gradient_p10`/`gradient_p90` (the 10th and 90th percentile of |gradient| among those:
-    how different the gradients that moved alike are) and the measured `change` (P,)."""
-    trainer = students.trainer
-    pick = draw_batch(np.random.default_rng(seed), len(buffer.frames), batch_size)
-    set_flat_weights(trainer.model, base)
-    gradient = trainer.gradient(buffer.frames[pick], buffer.labels[pick])
-    trainer.reset_optimizer(lr=lr)
-    trainer.unmask()
-    trainer.step_on(buffer.frames[pick], buffer.labels[pick])
-    change = np.abs(flat_weights(trainer.model) - base)
-    set_flat_weights(trainer.model, base)
-    near = np.abs(change - lr) <= tolerance * lr
-    g = np.abs(gradient[near]) if near.any() else np.zeros(1)
-    return {"share_near_lr": float(near.mean()), "gradient_p10": float(np.percentile(g, 10)),
-            "gradient_p90": float(np.percentile(g, 90)), "change": change, "gradient": gradient}

@@ -107,7 +107,7 @@ class AmsScheme(Scheme):
                "policy_changes": ", ".join(f"{k}={v}" for k, v in changes.items())}
         row.update({k: getattr(adapt, k) for k in ("strategy", "fraction", "iterations", "batch_size",
                                                    "lr", "update_interval_s", "horizon_s",
-                                                   "reset_to_pretrained")})
+                                                   "reset_to_pretrained", "optimizer_state")})
         return row
 
     def _adapt_rates(self, ready: list[Sample]) -> dict:
@@ -145,7 +145,8 @@ class AmsScheme(Scheme):
 
 class OneTimeScheme(AmsScheme):
     """One-Time customization: sample the first `one_time_s` seconds, fine-tune the whole
-    model once on all of them (strategy full), send it, then freeze. No ASR/ATR."""
+    model once on all of them (strategy full, `one_time_iterations` steps), send it, then
+    freeze. No ASR/ATR."""
 
     def first_update_s(self) -> float:
         return self.sim.adapt.one_time_s
@@ -164,5 +165,7 @@ class OneTimeScheme(AmsScheme):
         if not ready:
             row.update(t_arrival_s=math.nan, sent=False)
             return row
-        row.update(self._train_and_send(state, t_train, ready, replace(self.sim.adapt, strategy="full", fraction=1.0)))
+        policy = replace(self.sim.adapt, strategy="full", fraction=1.0, iterations=self.sim.adapt.one_time_iterations)
+        row.update(iterations=policy.iterations)
+        row.update(self._train_and_send(state, t_train, ready, policy))
         return row
