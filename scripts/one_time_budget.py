@@ -10,7 +10,6 @@ and the mIoU on the samples themselves after 10, 25, 50, 100, 200 and 300 steps.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
