@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from amslib.core.config import parse_set_args, preset, with_overrides
-from amslib.core.files import frames_dir, labels_dir, write_json
+from amslib.core.files import atomic_dir, atomic_write, frames_dir, labels_dir, write_json
 from amslib.core.labels import get_label_set
 from amslib.core.progress import progress_bar
 
@@ -25,6 +25,7 @@ DEMO_SCHEMES = ("none", "one_time", "ams")
 # with lossless PNG frames, so both codecs show in its table.
 DEMO_LINK = {"uplink_codec": "h264", "h264_kbps": 100.0}
 DEMO_PNG_RUN = "ams_png_up"
+CLAIMS_RUNS_MARKER = "CLAIMS_RUNS.txt"  # marks a folder of claims runs (that a new one may replace)
 
 
 def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
@@ -50,8 +51,7 @@ def _table(summaries: dict[str, dict]) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> None:
 
-    from amslib.analysis.plots import comparison_strip, write_report  # deferred: slow import
-    from amslib.analysis.results import conditions_text, save_result  # deferred: slow import
+    from amslib.analysis.results import conditions_text  # deferred: slow import
     from amslib.data.video import open_video_for  # deferred: slow import
 
     overrides = {"video": "synthetic:street", **DEMO_LINK}
@@ -61,6 +61,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
     video = open_video_for(base)
     n = video.num_frames if base.max_seconds is None else min(video.num_frames, int(base.max_seconds * base.fps))
     snapshots = [int(n * q) for q in (0.15, 0.4, 0.65, 0.9)]  # moments shown in demo.png
+    with atomic_dir(args.out, marker="summary.json") as staging:  # the whole demo folder, or none
+        summaries = _demo_runs(base, video, snapshots, staging)
+    print(_table(summaries))
+    print(f"conditions: {conditions_text(base)} ({DEMO_PNG_RUN}: the same AMS with a lossless PNG uplink)")
+    out = Path(args.out)
+    print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'demo.png'}")
+
+
+def _demo_runs(base, video, snapshots: list[int], out: Path) -> dict[str, dict]:
+    """The demo's runs on `video`, written to `out`; returns their summaries."""
+    from amslib.analysis.plots import comparison_strip, write_report  # deferred: slow import
+    from amslib.analysis.results import save_result  # deferred: slow import
+
     results, summaries, kept = {}, {}, {}
     students = None  # loaded and traced once, shared by every run
     runs = {scheme: {"scheme": scheme} for scheme in DEMO_SCHEMES}
@@ -70,8 +83,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
         results[name], kept[name], sim = _run_one(config, video=video, snapshots=snapshots, students=students)
         students = sim.students
         summaries[name] = results[name].summary()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for scheme, result in results.items():
         save_result(result, out / scheme)
     write_json(out / "summary.json", summaries)
@@ -81,9 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     strip = comparison_strip(frames, labels, {s: np.stack([kept[s][f] for f in snapshots]) for s in DEMO_SCHEMES},
                              label_set=video.label_set, titles=[f"t = {f / video.fps:.0f} s" for f in snapshots])
     strip.save(out / "demo.png")
-    print(_table(summaries))
-    print(f"conditions: {conditions_text(base)} ({DEMO_PNG_RUN}: the same AMS with a lossless PNG uplink)")
-    print(f"wrote {out / 'summary.json'}, {out / 'report.html'}, {out / 'demo.png'}")
+    return summaries
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -104,10 +113,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
     if args.frame_cache:
         video = _frame_cached(video)
-    result, _, _ = _run_one(config, video=video, teacher=teacher)
-    out = save_result(result, args.out)
+    with atomic_dir(args.out, marker="config.json") as staging:  # a complete run folder, or none
+        result, _, sim = _run_one(config, video=video, teacher=teacher)
+        save_result(result, staging)
     print(_table({config.scheme: result.summary()}))
     print(f"conditions: {conditions_text(config)}")
+    if sim.frames_read is not None:
+        print(f"note: the video ended after {sim.frames_read} of the {sim.num_frames} frames its header "
+              f"promised (a cut or damaged file?); the run covers its first {sim.frames_read / video.fps:g} s")
+    out = Path(args.out)
     print(f"wrote {out}")
 
 
@@ -118,7 +132,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
         return _pretrain_on_videos(args)  # distillation from teachers on any videos
-    import keras  # deferred: slow import
+    from amslib.core.tf import keras  # deferred: slow import
 
     frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
     keras.utils.set_random_seed(args.seed)  # initial weights too: the file is reproducible
@@ -177,14 +191,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     axes = parse_axes(base, parse_set_args(args.axis or []))
     options = dict(labels=args.labels, label_set=args.label_set, manifest=args.manifest)
     jobs = experiment_jobs(args.experiment, base, quick=bool(args.quick), axes=axes, **options)
-    on_result, close = _job_progress(len(jobs), args.experiment)
-    try:
-        results = run_sweep(jobs, workers=args.workers, cluster=args.cluster, on_result=on_result)
-    finally:
-        close()
-    table = sweep_table(jobs, results)
-    figures = sweep_figures(table, heatmap=EXPERIMENTS[args.experiment].heatmap, title=args.experiment)
-    out = save_sweep(Sweep(args.experiment, jobs, results, table, figures), args.out)
+    with atomic_dir(args.out, marker="table.csv") as staging:  # the whole sweep folder, or none
+        on_result, close = _job_progress(len(jobs), args.experiment)
+        try:
+            results = run_sweep(jobs, workers=args.workers, cluster=args.cluster, on_result=on_result)
+        finally:
+            close()
+        table = sweep_table(jobs, results)
+        figures = sweep_figures(table, heatmap=EXPERIMENTS[args.experiment].heatmap, title=args.experiment)
+        save_sweep(Sweep(args.experiment, jobs, results, table, figures), staging)
+    out = Path(args.out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print(f"wrote {out / 'table.csv'}, {out / 'report.html'} and {len(jobs)} runs under {out / 'runs'}")
 
@@ -210,13 +226,15 @@ def cmd_claims(args: argparse.Namespace) -> None:
     total = len(claim_jobs(street, spans)) + (len(claim_jobs(clip, spans)) if clip else 0)
     on_result, close = _job_progress(total, "claims")
     command = _claims_command(args)
-    try:
-        report = run_claims(street, spans=spans, clip=clip, labels=args.labels, label_set=args.label_set,
-                            manifest=args.manifest, workers=args.workers, cluster=args.cluster,
-                            command=command, on_result=on_result)
-    finally:
-        close()
-    path = write_claims(report, args.out, runs_dir=args.runs)
+    with atomic_dir(args.runs, marker=CLAIMS_RUNS_MARKER) as staging:  # every run's tables, or none
+        try:
+            report = run_claims(street, spans=spans, clip=clip, labels=args.labels, label_set=args.label_set,
+                                manifest=args.manifest, workers=args.workers, cluster=args.cluster,
+                                command=command, on_result=on_result)
+        finally:
+            close()
+        (staging / CLAIMS_RUNS_MARKER).write_text(f"the runs behind {args.out}, made by {command}\n")
+        path = write_claims(report, args.out, runs_dir=staging)  # the document itself: atomic
     for video, claims in report.claims.items():
         for c in claims:
             print(f"[{video}] {c.key:<10} {'holds' if c.holds else 'DOES NOT HOLD'}: {c.measured}"
@@ -239,15 +257,17 @@ def _claims_command(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from amslib.analysis.bench import run_bench, write_bench  # deferred: slow import
+    from amslib.analysis.bench import (  # deferred: slow import
+        markdown,  # deferred: slow import
+        run_bench,
+        write_bench,
+    )
 
     result = run_bench(quick=args.quick)
     write_bench(result, Path(args.out))
     print(f"wrote {args.out}")
     if args.markdown:
-        from amslib.analysis.bench import markdown  # deferred: slow import
-
-        Path(args.markdown).write_text(markdown(result))
+        atomic_write(Path(args.markdown), lambda tmp: Path(tmp).write_text(markdown(result)))
         print(f"wrote {args.markdown}")
 
 
@@ -296,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default="laptop")
     run.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     run.add_argument("--student", help="student weights (.weights.h5)")
-    run.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any parameter")
+    run.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
+                     help="override any parameter (repeatable: every --set applies)")
     run.add_argument("--out", required=True)
     run.set_defaults(func=cmd_run)
 
@@ -319,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="an experiment's grid of runs, in parallel: table and plots")
     sweep.add_argument("experiment", help="schemes, strategies, horizon, asr or encoders")
     _add_sweep_options(sweep)
-    sweep.add_argument("--axis", nargs="*", metavar="KEY=V1,V2",
+    sweep.add_argument("--axis", nargs="*", action="extend", metavar="KEY=V1,V2",
                        help="replace the values of a grid axis, e.g. fraction=0.05,0.1")
     sweep.add_argument("--quick", action="store_const", const=120.0,
                        help="a small grid on the first 120 s (a fast check)")
@@ -353,7 +374,8 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     parser.add_argument("--preset", default="laptop")
     parser.add_argument("--student", help="student weights (.weights.h5)")
-    parser.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override any parameter of every run")
+    parser.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE",
+                        help="override any parameter of every run (repeatable: every --set applies)")
     parser.add_argument("--workers", type=int, help="parallel runs on this machine (default: one per core)")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="run on a Dask cluster instead (scheduler address, e.g. tcp://host:8786)")
@@ -367,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # every output is staged and renamed when complete (core.files)
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     return 0
@@ -498,8 +520,7 @@ def _pretraining_pairs(args):
 
 
 def _pretrain_on_videos(args: argparse.Namespace) -> None:
-    import keras  # deferred: slow import
-
+    from amslib.core.tf import keras  # deferred: slow import
     from amslib.models.pretrain import pretrain_on_videos  # deferred: slow import
     from amslib.models.student import StudentSpec, save_student  # deferred: slow import
 

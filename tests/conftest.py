@@ -78,16 +78,15 @@ def tiny_student(tmp_path_factory):
     import keras
 
     from amslib.models.pretrain import pretrain
-    from amslib.models.student import StudentSpec, build_student
+    from amslib.models.student import StudentSpec, build_student, save_student
 
     keras.utils.set_random_seed(0)  # the same student whichever test asks first
     video = TinyVideo()
     half = video.num_frames // 2
-    model = build_student(StudentSpec(height=32, width=64, width_multiplier=0.35, head_channels=16))
+    spec = StudentSpec(height=32, width=64, width_multiplier=0.35, head_channels=16)
+    model = build_student(spec)
     pretrain(model, video.frames(0, half), video.labels(0, half), steps=150, batch_size=8, lr=3e-3)
-    path = tmp_path_factory.mktemp("student") / "tiny.weights.h5"
-    model.save_weights(path)
-    return path
+    return save_student(model, spec, tmp_path_factory.mktemp("student") / "tiny.weights.h5")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ class LocalServer:
     root: Path
     port: int = 0
     log: list = field(default_factory=list)  # (method, path, Range header or None)
+    ranges: bool = True  # False: a plain server that ignores Range and always sends the whole file
     status: dict = field(default_factory=dict)  # path -> forced HTTP status
     # path -> (n, bytes): the n-th GET of path (from 1) drops its connection after `bytes`
     drop: dict = field(default_factory=dict)
@@ -47,7 +48,7 @@ def _handler(server: LocalServer):
             size = file.stat().st_size
             start, end = 0, size - 1
             match = re.match(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
-            if match and (match[1] or match[2]):
+            if server.ranges and match and (match[1] or match[2]):
                 start = int(match[1] or 0)
                 end = min(int(match[2]), size - 1) if match[2] else size - 1
                 self.send_response(206)
@@ -56,7 +57,8 @@ def _handler(server: LocalServer):
                 self.send_response(200)
             self.send_header("Content-Type", _TYPES.get(file.suffix, "application/octet-stream"))
             self.send_header("Content-Length", str(end - start + 1))
-            self.send_header("Accept-Ranges", "bytes")
+            if server.ranges:
+                self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             if body:
                 self._send_body(file, path, start, end - start + 1)

@@ -7,6 +7,7 @@ import json
 import math
 import tarfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -289,3 +290,69 @@ def test_a_direct_row_downloads_an_a2d2_like_tar_into_a_video(tmp_path, monkeypa
     assert clip.path.name == "a2d2_local.mp4" and clip.cut == "whole"
     assert frame_numbers(clip.path) == [0, 1, 2, 3] and clip.fps == 25
     assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == ["a2d2_local.json", "a2d2_local.mp4"]
+
+
+class _HTTPError(Exception):
+    """Like yt-dlp's networking HTTPError: carries the response's status."""
+
+    def __init__(self, status):
+        super().__init__(f"HTTP Error {status}")
+        self.status = status
+
+
+def test_classify_by_exception_type_and_status_first():
+    from yt_dlp.utils import DownloadError as YtDlpDownloadError
+    from yt_dlp.utils import ExtractorError
+
+    assert dl.classify("ERROR: HTTP Error 429: Too Many Requests") == "rate_limited"
+    wrapped = YtDlpDownloadError("ERROR: unable to download video data: HTTP Error 403: Forbidden",
+                                 exc_info=(None, _HTTPError(403), None))
+    assert dl.classify_error(wrapped, during_fetch=True) == "expired"  # a fragment: the URL expired
+    assert dl.classify_error(wrapped, during_fetch=False) == "unavailable"  # the page itself: refused
+    assert dl.classify_error(_HTTPError(429)) == "rate_limited"
+    assert dl.classify_error(_HTTPError(503)) == "network"
+    assert dl.classify_error(_HTTPError(404)) == "unavailable"
+    assert dl.classify_error(ExtractorError("Private video", expected=True)) == "unavailable"
+    assert dl.classify_error(ConnectionResetError(104, "reset")) == "network"
+    assert dl.classify_error(OSError(28, "No space left on device")) == "disk"
+    assert dl.classify_error(RuntimeError("something odd")) == "other"
+    for kind in ("expired", "rate_limited", "network"):
+        assert kind in dl.TRANSIENT
+    error = dl.explain("HTTP Error 403", source="https://example.invalid/v", out_dir=Path("."),
+                       resumable=True, kind="expired")
+    assert error.kind == "expired" and "run the same command again" in str(error) and "resumes" in str(error)
+
+
+def test_section_from_a_host_without_byte_ranges_is_cut_here(tmp_path, monkeypatch):
+    """A plain server (no Range support) of a clip whose index sits at the end of the file,
+    where ffmpeg's section download gave up ("ffmpeg exited with code 183", as reported; here
+    the piece download is made to fail that way): the whole file is fetched and the section
+    cut locally, with exactly the frames a ranged host gives."""
+    root = tmp_path / "www"
+    root.mkdir()
+    write_numbered_video(root / "clip.mp4")
+    data = (root / "clip.mp4").read_bytes()
+    assert data.index(b"moov") > data.index(b"mdat")  # the index is at the end
+
+    def refused(*args, **kwargs):
+        raise dl.DownloadError("ERROR: ffmpeg exited with code 183")
+    monkeypatch.setattr(dl, "fetch_piece", refused)
+    with serve_directory(root) as server:
+        server.ranges = False
+        request = dl.Request(server.url("clip.mp4"), "clip", 1.30, 4.30, max_height=None)
+        clip = dl.fetch(request, out_dir=tmp_path / "out", options=FAST)
+        assert all(rng is None or rng.startswith("bytes=0-") for _, _, rng in server.log)  # the file from its start
+    assert frame_numbers(clip.path) == list(range(33, 108)) and clip.cut == "exact"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.json", "clip.mp4"]
+
+
+def test_an_unavailable_section_does_not_fall_back_to_the_whole_file(served, tmp_path, monkeypatch):
+    def gone(*args, **kwargs):
+        raise dl.DownloadError("ERROR: Video unavailable. This video has been removed", kind="unavailable")
+    monkeypatch.setattr(dl, "fetch_piece", gone)
+    fetched_whole = []
+    monkeypatch.setattr(dl, "_fetch_whole", lambda *a, **k: fetched_whole.append(1))
+    with pytest.raises(dl.DownloadError, match="unavailable"):
+        dl.fetch(dl.Request(served.url("clip.mp4"), "gone", 1.30, 4.30, max_height=None), out_dir=tmp_path,
+                 options=FAST)
+    assert not fetched_whole

@@ -176,3 +176,18 @@ def test_compare_schemes_matches_separate_runs(tiny_student, tiny_video, student
     assert list(table.index) == ["none", "ams"]
     assert table.loc["none", "downlink_kbps"] == 0 and table.loc["ams", "num_updates"] == 6
     assert table.loc["ams", "miou_pooled"] == pytest.approx(alone.summary()["miou_pooled"])
+
+
+def test_a_video_that_is_not_the_configs_is_refused(tiny_student, students):
+    """A video built by hand must be the one the config (saved with the run) describes."""
+    from dataclasses import replace
+
+    from conftest import TinyVideo
+
+    from amslib.core.config import ConfigError
+    with pytest.raises(ConfigError, match="the config says 32 px at 4 fps"):
+        Simulation.create(replace(tiny_config(tiny_student), fps=4.0), video=TinyVideo(), teacher=TinyOracle(),
+                          students=students)
+    with pytest.raises(ConfigError, match="holds no frame at 2 fps; give at least 0.5 s"):
+        Simulation.create(replace(tiny_config(tiny_student), max_seconds=0.1), video=TinyVideo(),
+                          teacher=TinyOracle(), students=students)

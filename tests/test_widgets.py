@@ -147,8 +147,33 @@ def test_asr_checkbox_mid_run_applies_at_next_update(make_app):
     rows = app.run_blocking().updates
     assert list(rows["policy_changes"]) == ["", "asr=False"]
     assert rows["sample_rate_fps"].iloc[1] == 1.0 and not np.isnan(first["phi"])
-    app.controls["atr"].value = True  # ATR without ASR: refused, and the user is told why
-    assert "atr=true needs asr=true" in error_text(app)
+    app.controls["atr"].value = True  # ATR needs ASR: ticking it ticks ASR too (no refusal)
+    assert app.controls["asr"].value is True and app.values()["atr"] is True
+    assert "Error" not in error_text(app)
+
+
+def test_asr_then_atr_then_no_asr_before_an_update_leaves_a_valid_policy(make_app):
+    """ASR on; tick ATR, then untick ASR before the next update: ATR goes too (it needs ASR),
+    the run goes on and applies both, and the panel ends idle and usable."""
+    app = make_app(asr=True)
+    app.run_blocking(max_updates=1)
+    app.controls["atr"].value = True
+    app.controls["asr"].value = False
+    assert app.controls["atr"].value is False and app.pending() == {"atr": False, "asr": False}
+    rows = app.run_blocking().updates
+    assert rows["policy_changes"].iloc[1] in ("atr=False, asr=False", "asr=False, atr=False")
+    assert app.state == "finished" and not app.start_button.disabled and app.stop_button.disabled
+
+
+def test_a_refused_change_resets_its_control_and_says_why(make_app):
+    app = make_app()
+    app.run_blocking(max_updates=1)
+    before = app.controls["sample_rate_fps"].value
+    app.controls["sample_rate_fps"].value = 2 * app.config.fps  # more samples than frames
+    assert "sample_rate_fps" in error_text(app) and "fps" in error_text(app)
+    assert app.controls["sample_rate_fps"].value == before and app.pending() == {}
+    app.run_blocking()
+    assert app.state == "finished"
 
 
 def test_set_policy_moves_the_widget_and_checks_values(make_app):

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from amslib.analysis.results import collect
 from amslib.core.config import RunConfig, preset, with_overrides
 from amslib.core.files import write_json
+from amslib.core.tf import keras, tf
 from amslib.data.video import open_video_for
 from amslib.models.student import Predictor, StudentSpec, build_student
 from amslib.models.teachers import CachedTeacher, KerasTeacher

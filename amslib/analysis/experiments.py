@@ -193,7 +193,7 @@ def _open_job(job: Job):
 def _init_worker(threads: int) -> None:
     """A fresh worker process: quiet TensorFlow, and share the cores between workers."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # deferred: after the log level is set, in the worker process
+    from amslib.core.tf import tf  # deferred: after the log level is set, in the worker process
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -227,14 +227,23 @@ def _run_local(jobs: list[Job], workers: int, on_result) -> dict[str, RunResult]
         return done
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn, not fork: TensorFlow's runtime does not survive a fork
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+    try:
         futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             done[job.name] = future.result()
             if on_result:
                 on_result(job, done[job.name])
+    except BaseException:
+        # report the first failure now, not after every other run: drop the queued runs and
+        # end the running ones (the pool has no public way to stop a running task)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    pool.shutdown(wait=True)
     return done
 
 

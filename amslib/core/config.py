@@ -177,6 +177,13 @@ class RunConfig:
         _check(self.output_stride in (8, 16), f"output_stride must be 8 or 16, got {self.output_stride}")
         _check(self.width_multiplier > 0, f"width_multiplier must be > 0, got {self.width_multiplier}")
         _check(self.edge_batch >= 1, f"edge_batch must be >= 1, got {self.edge_batch}")
+        # at most one sample per frame can go up: a higher rate would be logged but never sent
+        _check(self.adapt.sample_rate_fps <= self.fps,
+               f"sample_rate_fps={self.adapt.sample_rate_fps:g} is above the run's fps={self.fps:g}: at most one "
+               f"sample per frame can be sent; give sample_rate_fps <= {self.fps:g}")
+        _check(not self.adapt.asr or self.adapt.asr_max_fps <= self.fps,
+               f"asr_max_fps={self.adapt.asr_max_fps:g} is above the run's fps={self.fps:g}; give asr_max_fps <= "
+               f"{self.fps:g}")
 
     @property
     def width(self) -> int:
@@ -278,11 +285,15 @@ def with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 
 def parse_set_args(items: list[str]) -> dict[str, str]:
-    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; an item without '=' is an error."""
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (from every --set given); an item without '=',
+    or one key given twice with different values, is an error."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise ConfigError(f"--set expects key=value, got '{item}'")
-        out[key.strip()] = value.strip()
+        if key in out and out[key] != value:
+            raise ConfigError(f"--set gives {key} twice ({out[key]} and {value}); give it once")
+        out[key] = value
     return out

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +82,35 @@ def _plain(value):
     if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+@contextmanager
+def atomic_dir(path: str | Path, *, marker: str) -> Iterator[Path]:
+    """A folder written whole or not at all: yields a temporary folder beside `path`
+    (`.NAME.partial-XXXX`) to write into; when the block ends without error it replaces `path`
+    (an older `path` is removed only then). On any error or interrupt the temporary folder is
+    removed and `path` is left as it was. A `.partial-` folder left by a killed process is
+    removed by the next write to the same `path`.
+
+    `marker`: a file every such output holds (e.g. config.json). An existing, non-empty `path`
+    without it is not an earlier output, and is never replaced: ValueError before anything runs."""
+    target = Path(path)
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not (target / marker).is_file()):
+        raise ValueError(f"{target} exists and is not an earlier output (it has no {marker}); "
+                         "give a new folder, or remove it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
+    try:
+        yield staging
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -55,7 +55,17 @@ _ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "
 
 
 class DownloadError(ValueError):
-    """A download that cannot go on; the message says why and what to do, on one line."""
+    """A download that cannot go on; the message says why and what to do, on one line.
+    `kind`: 'disk', 'unavailable', 'network', 'expired', 'rate_limited', 'request' (the request
+    itself is wrong, e.g. an interval past the video's end) or 'other'; the
+    transient ones (TRANSIENT) keep a resumable download's finished pieces."""
+
+    def __init__(self, message: str, *, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+TRANSIENT = ("network", "expired", "rate_limited")  # worth retrying; resume state is kept
 
 
 # --------------------------------------------------------------------------- requests
@@ -249,9 +259,60 @@ _NETWORK = ("failed to resolve", "name or service not known", "temporary failure
             "content too short", "did not get any data", "more expected", "incomplete read")
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    """`err`, the exception yt-dlp wrapped in it (`exc_info`), and their causes and contexts."""
+    seen, queue = [], [err]
+    while queue:
+        e = queue.pop(0)
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        wrapped = getattr(e, "exc_info", None)
+        queue += [wrapped[1] if isinstance(wrapped, tuple) and len(wrapped) > 1 else None, e.__cause__, e.__context__]
+    return seen
+
+
+def _http_status(err: BaseException) -> int | None:
+    for attr in ("status", "code"):
+        value = getattr(err, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    return None
+
+
+def classify_error(err: BaseException, *, context: str = "", during_fetch: bool = False) -> str:
+    """The kind of a download failure (see DownloadError.kind), by the exception's type and
+    HTTP status first, its text only as a fallback (ffmpeg's messages have nothing else).
+    `during_fetch`: the failure came after the media download began, where a 403 is most often
+    an expired stream URL (transient), not a removed video."""
+    for e in _causes(err):
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return "disk"
+        status = _http_status(e)
+        if status == 429:
+            return "rate_limited"
+        if status is not None and (status >= 500 or status == 408):
+            return "network"
+        if status in (401, 403):
+            return "expired" if during_fetch else "unavailable"
+        if status in (404, 410, 451):
+            return "unavailable"
+        name = type(e).__name__
+        if name in ("GeoRestrictedError", "UnavailableVideoError") or (name == "ExtractorError" and getattr(e, "expected", False)):
+            return "unavailable"
+        if name in ("TransportError", "IncompleteRead", "ContentTooShortError", "SSLError", "ProxyError") or isinstance(
+                e, (ConnectionError, TimeoutError)):
+            return "network"
+    kind = classify(f"{err} {context}")
+    return "expired" if kind == "unavailable" and during_fetch and "403" in str(err) else kind
+
+
 def classify(message: str) -> str:
-    """'disk', 'unavailable', 'network' or 'other' for an error message of yt-dlp/ffmpeg."""
+    """'disk', 'unavailable', 'network', 'rate_limited' or 'other' for an error message of
+    yt-dlp/ffmpeg (the text rules; `classify_error` looks at the exception first)."""
     text = message.lower()
+    if "http error 429" in text or "too many requests" in text:
+        return "rate_limited"
     if "no space left" in text or "errno 28" in text:
         return "disk"
     if any(p in text for p in _UNAVAILABLE):
@@ -269,22 +330,29 @@ def short_message(message: str) -> str:
     return re.sub(r"^(ERROR|error):\s*", "", text)[:300]
 
 
-def explain(message: str, *, source: str, out_dir: Path, resumable: bool) -> DownloadError:
-    """A one-line DownloadError for a failure of yt-dlp or ffmpeg fetching `source`."""
-    kind, detail = classify(message), short_message(message)
+def explain(message: str, *, source: str, out_dir: Path, resumable: bool, kind: str | None = None) -> DownloadError:
+    """A one-line DownloadError for a failure of yt-dlp or ffmpeg fetching `source` (`kind`
+    from `classify_error`; else from the message's text)."""
+    kind, detail = kind or classify(message), short_message(message)
     again = " (what was fetched is kept: it resumes)" if resumable else ""
     if kind == "disk":
         return DownloadError(f"disk full while writing to {out_dir} ({detail}); free some space "
-                             "or choose another --out, then run the same command again")
+                             "or choose another --out, then run the same command again", kind=kind)
     if kind == "unavailable":
         return DownloadError(f"{source} is unavailable: removed, private, region- or age-restricted, "
                              f"or a wrong URL ({detail}); check the URL, or get the video by hand "
-                             "and pass it with --from FILE")
+                             "and pass it with --from FILE", kind=kind)
+    if kind == "rate_limited":
+        return DownloadError(f"the server refused more requests for now (HTTP 429, {detail}); wait a few "
+                             f"minutes, then run the same command again{again}", kind=kind)
+    if kind == "expired":
+        return DownloadError(f"the server refused the media stream part-way (HTTP 403: most often an expired "
+                             f"stream address, {detail}); run the same command again{again}", kind=kind)
     if kind == "network":
         host = urlparse(source).netloc or source
         return DownloadError(f"no network: cannot reach {host} ({detail}); check the connection or "
-                             f"proxy, then run the same command again{again}")
-    return DownloadError(f"download of {source} failed: {detail}")
+                             f"proxy, then run the same command again{again}", kind=kind)
+    return DownloadError(f"download of {source} failed: {detail}", kind=kind)
 
 
 # --------------------------------------------------------------------------- ffmpeg helpers
@@ -350,6 +418,7 @@ class _Log:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.fetching = False  # True once the media itself is being fetched (not the page)
 
     def debug(self, msg: str) -> None:
         pass
@@ -421,6 +490,7 @@ def fetch_piece(raw: dict, piece: Piece, target: Path, request: Request, options
                      force_keyframes_at_cuts=True,
                      # -f mp4 after yt-dlp's own -f: the last one wins, whatever the source.
                      external_downloader_args={"ffmpeg_o": [*encode_args(request.max_height), "-f", "mp4"]})
+    log.fetching = True  # the page was read before (`raw`): this fetches media
     _ytdlp(params, lambda ydl: ydl.process_ie_result(copy.deepcopy(raw), download=True))
     if not target.is_file():
         raise DownloadError(f"yt-dlp wrote no file for piece {piece.index} of {request.url}")
@@ -494,8 +564,9 @@ def _with_retries(action: Callable, options: Options, log: _Log):
         try:
             return action()
         except (*_tool_errors(), DownloadError) as err:
-            transient = classify(f"{err} {' '.join(log.lines[-3:])}") == "network"
-            if not transient or attempt == options.retries:
+            kind = err.kind if isinstance(err, DownloadError) else classify_error(
+                err, context=" ".join(log.lines[-3:]), during_fetch=log.fetching)
+            if kind not in TRANSIENT or attempt == options.retries:
                 raise
             time.sleep(options.retry_wait_s * 2 ** attempt)
 
@@ -508,7 +579,7 @@ def _stream_of(selected: dict) -> tuple[str, dict | None]:
 def _check_interval(request: Request, duration_s: float | None) -> None:
     if duration_s and request.end_s > duration_s + 0.5:
         raise DownloadError(f"the interval ends at {request.end_s:g} s but {request.url} is only "
-                            f"{duration_s:.1f} s long; fix --end (or the manifest's end_s)")
+                            f"{duration_s:.1f} s long; fix --end (or the manifest's end_s)", kind="request")
 
 
 def _check_space(out_dir: Path, selected: dict, request: Request) -> None:
@@ -577,12 +648,33 @@ def _fetch_section(request: Request, options: Options, work: Path,
     return joined, "exact"
 
 
+def _fetch_any(request: Request, options: Options, work: Path, report: Callable[[Progress], None],
+               log: _Log) -> tuple[Path, str]:
+    """A section fetched as a section; if the host will not serve part of the file (no byte
+    ranges, and the index at the file's end: ffmpeg cannot seek), the whole file, cut here."""
+    if not request.is_section:
+        return _fetch_whole(request, options, work, report, log)
+    try:
+        return _fetch_section(request, options, work, report, log)
+    except (DownloadError, *_tool_errors()) as err:
+        kind = err.kind if isinstance(err, DownloadError) else classify_error(err, context=" ".join(log.lines[-3:]))
+        if kind != "other":
+            raise  # unavailable, network, disk, a bad interval: fetching the whole file would not help
+        log.lines.append(f"section download failed ({short_message(str(err))}); fetching the whole file")
+    shutil.rmtree(work, ignore_errors=True)
+    whole, _ = _fetch_whole(request, options, work, report, log)
+    section = work / "section.mp4"
+    _cut_local(whole, request, section)
+    return section, "exact"
+
+
 def _fetch_whole(request: Request, options: Options, work: Path,
                  report: Callable[[Progress], None], log: _Log) -> tuple[Path, str]:
     _prepare_work(work, {"request": request.key()})
 
     def hook(status: dict) -> None:
         if status.get("status") == "downloading":
+            log.fetching = True
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             report(Progress("bytes", float(status.get("downloaded_bytes") or 0), total, "B"))
 
@@ -618,12 +710,16 @@ def _finish(path: Path, request: Request, out_dir: Path, cut: str) -> Clip:
 
 
 def _as_download_error(err: BaseException, request: Request, out_dir: Path, log: _Log) -> DownloadError:
+    if isinstance(err, DownloadError) and err.kind not in ("other",):
+        return err  # already explained (a bad request, or a kind found before)
     if isinstance(err, DownloadError) and classify(str(err)) == "other":
         return err
-    message = f"{err} {' '.join(log.lines[-3:])}"
+    context = " ".join(log.lines[-3:])
+    message = f"{err} {context}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         message = f"No space left on device: {err}"
-    return explain(message, source=request.url, out_dir=out_dir, resumable=True)
+    kind = classify_error(err, context=context, during_fetch=log.fetching)
+    return explain(message, source=request.url, out_dir=out_dir, resumable=True, kind=kind)
 
 
 def fetch(request: Request, *, out_dir: str | Path | None = None, options: Options = Options(),
@@ -644,7 +740,7 @@ def fetch(request: Request, *, out_dir: str | Path | None = None, options: Optio
         return cached
     work, log = out / f".{request.name}.parts", _Log()
     try:
-        path, cut = (_fetch_section if request.is_section else _fetch_whole)(request, options, work, report, log)
+        path, cut = _fetch_any(request, options, work, report, log)
         if cut == "whole" and is_archive(path):
             path = archive_to_video(path, work / "video.mp4", max_height=request.max_height)
         clip = _finish(path, request, out, cut)
@@ -653,7 +749,7 @@ def fetch(request: Request, *, out_dir: str | Path | None = None, options: Optio
         raise
     except (DownloadError, OSError, *_tool_errors()) as err:
         error = _as_download_error(err, request, out, log)
-        if classify(str(error)) == "network":
+        if error.kind in TRANSIENT:  # keep what finished: the same command resumes
             _drop_unfinished(work)
         else:
             shutil.rmtree(work, ignore_errors=True)
@@ -791,6 +887,7 @@ def fetch_file(url: str, target: str | Path, *, sha256: str | None = None, optio
 
     def hook(status: dict) -> None:
         if status.get("status") == "downloading":
+            log.fetching = True
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             report(Progress("bytes", float(status.get("downloaded_bytes") or 0), total, "B"))
 
@@ -801,7 +898,7 @@ def fetch_file(url: str, target: str | Path, *, sha256: str | None = None, optio
                       options, log)
     except (DownloadError, OSError, *_tool_errors()) as err:
         error = _as_download_error(err, request, target.parent, log)
-        if classify(str(error)) != "network":
+        if error.kind not in TRANSIENT:
             shutil.rmtree(work, ignore_errors=True)
         raise error from None
     digest = sha256_of(work / "file.bin")

@@ -98,8 +98,8 @@ class FileVideo(Video):
                              "'synthetic:street', or a manifest video_id")
         try:
             meta = next(imageio_ffmpeg.read_frames(str(path)))
-        except Exception as err:
-            raise VideoError(f"cannot read video {path}: {err}; is it a video file?") from err
+        except Exception as err:  # ffmpeg's whole banner and log: keep its last word on the file
+            raise VideoError(f"cannot read video {path}: {ffmpeg_reason(err)}; is it a video file?") from None
         native_fps = float(meta.get("fps") or 0)
         duration = float(meta.get("duration") or 0)
         if native_fps <= 0 or duration <= 0:
@@ -143,6 +143,16 @@ class FileVideo(Video):
             out.append(np.frombuffer(raw, np.uint8).reshape(self.height, self.width, 3))
         self._next_index = start + len(out)
         return np.stack(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
+
+
+def ffmpeg_reason(err: BaseException) -> str:
+    """ffmpeg's own reason from an error that carries its whole log: the last line that says
+    what went wrong (e.g. 'Invalid data found when processing input'), else the first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in reversed(lines):
+        if any(w in line.lower() for w in ("invalid", "error", "not found", "no such", "denied", "unknown")):
+            return line.split("] ", 1)[-1].rstrip(".")
+    return lines[0][:200] if lines else type(err).__name__
 
 
 def open_video(spec: str, *, height: int, fps: float, seed: int = 0,

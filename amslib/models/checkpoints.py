@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+
+from amslib.core.tf import tf
 
 BACKBONE = "MobilenetV2"
 # Keras weight name -> the TF1 variable's last name component.

@@ -3,10 +3,9 @@
 """
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from amslib.core.tf import keras, tf
 from amslib.data.video import sample_indices
 from amslib.models.checkpoints import load_initial_weights
 from amslib.models.student import build_student

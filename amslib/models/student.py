@@ -8,19 +8,19 @@ expand` -> `expanded_conv_1_expand`), so official checkpoints map onto layers by
 """
 from __future__ import annotations
 
-import os
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import h5py
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
+from amslib.core.files import ASSETS
+from amslib.core.tf import keras, tf
+from amslib.models.checkpoints import import_weights
 
-from amslib.core.files import ASSETS  # noqa: E402
-from amslib.models.checkpoints import import_weights  # noqa: E402
+layers = keras.layers
 
 
 def default_student_path(width_multiplier: float) -> Path:
@@ -123,6 +123,10 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
     """A student of `spec` with `weights` ('default' = the shipped synthetic-street student
     of the spec's width multiplier)."""
     default = str(weights) == "default"
+    if default and spec.num_classes != 19:
+        raise ValueError(f"the shipped students know cityscapes19's 19 classes, not {spec.num_classes}; give a "
+                         f"{spec.num_classes}-class student (--student FILE, e.g. made by `python -m amslib pretrain "
+                         "--teacher SPEC --video VIDEO`), or use --label-set cityscapes19")
     path = default_student_path(spec.width_multiplier) if default else Path(weights)
     if not default and is_original_checkpoint(path):  # a model-zoo TF1 checkpoint or an AMS dict
         model = build_student(spec)
@@ -133,12 +137,53 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
                 f"`python -m amslib pretrain --width-multiplier {spec.width_multiplier} --out {path}`"
                 if default else "give the path of a .weights.h5 file made by `python -m amslib pretrain`")
         raise FileNotFoundError(f"student weights not found: {path}; {hint}")
+    check_student_file(path, spec)
     model = build_student(spec)
     try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises several types for mismatched files
-        raise ValueError(f"cannot load student weights {path} into a model of {spec}: {err}") from err
+        with warnings.catch_warnings():  # a mismatched file makes Keras warn once per layer
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
+    except Exception as err:  # Keras raises several types, some with pages of detail: keep one line
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot load student weights {path} into a model of width {spec.width_multiplier:g} "
+                         f"with {spec.num_classes} classes ({first}); is it a student made by `amslib pretrain` "
+                         "with the same width_multiplier, head_channels and label set?") from None
     return model
+
+
+_SPEC_ATTR = "amslib_student_spec"  # the spec a student file was saved with (HDF5 attribute)
+_SPEC_FIELDS = {"width_multiplier": "width_multiplier", "num_classes": None, "output_stride": "output_stride",
+                "head_channels": "head_channels"}  # field -> the --set parameter that chooses it
+
+
+def student_file_spec(path: str | Path) -> dict | None:
+    """The architecture a student .weights.h5 was saved with (`save_student` writes it), or None
+    for a file without it (older files, or Keras' own)."""
+    try:
+        with h5py.File(path, "r") as f:
+            text = f.attrs.get(_SPEC_ATTR)
+    except OSError as err:
+        raise ValueError(f"{path} is not a student weights file (.weights.h5): {str(err).splitlines()[0][:120]}") from None
+    return None if text is None else json.loads(text)
+
+
+def check_student_file(path: str | Path, spec: StudentSpec) -> None:
+    """One clear line when a student file's architecture is not the run's: what it is, and what to set."""
+    saved = student_file_spec(path)
+    if saved is None:
+        return
+    wrong = {k: v for k, v in saved.items() if k in _SPEC_FIELDS and v != getattr(spec, k)}
+    if not wrong:
+        return
+    have = ", ".join(f"{k}={saved[k]:g}" if isinstance(saved[k], float) else f"{k}={saved[k]}" for k in wrong)
+    want = ", ".join(f"{k}={getattr(spec, k):g}" if isinstance(getattr(spec, k), float) else f"{k}={getattr(spec, k)}"
+                     for k in wrong)
+    sets = " ".join(f"{_SPEC_FIELDS[k]}={saved[k]:g}" for k in wrong if _SPEC_FIELDS[k])
+    what = f"run with --set {sets}" if sets else ""
+    if "num_classes" in wrong:
+        label_set = {19: "cityscapes19", 21: "voc21"}.get(saved["num_classes"], f"a {saved['num_classes']}-class set")
+        what = (what + " and " if what else "run with ") + f"--label-set {label_set}"
+    raise ValueError(f"student {path} was saved with {have}, but this run needs {want}; {what}")
 
 
 def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Path:
@@ -149,6 +194,8 @@ def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Pat
     plain = build_student(spec)  # an uncompiled copy: the file holds no optimizer state
     plain.set_weights(model.get_weights())
     plain.save_weights(tmp)
+    with h5py.File(tmp, "a") as f:  # the file carries its own architecture (check_student_file)
+        f.attrs[_SPEC_ATTR] = json.dumps({k: getattr(spec, k) for k in _SPEC_FIELDS})
     tmp.replace(out)
     return out
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from amslib.core.labels import IGNORE_ID, get_label_set
 from amslib.data.video import SyntheticVideo, Video, VideoError, read_label_png
 
 LABEL_PATTERN = "gt_%06d.png"
@@ -61,6 +62,16 @@ class OracleTeacher(Teacher):
         return video.labels(start, stop)
 
 
+def _check_ids(labels: np.ndarray, label_set, *, where: str) -> None:
+    """Every id a label holds is a class of the label set, or IGNORE_ID (255)."""
+    ids = np.unique(labels)
+    bad = ids[(ids >= label_set.num_classes) & (ids != IGNORE_ID)]
+    if bad.size:
+        raise VideoError(f"labels in {where} hold id(s) {', '.join(map(str, bad[:5]))}, outside {label_set.name}'s "
+                         f"0..{label_set.num_classes - 1} (255: ignore); give the label set they use "
+                         "(--label-set), or map their ids (--teacher labels:DIR?map=coco)")
+
+
 def _native_index(video: Video, index: int) -> int:
     return video.native_index(index) if hasattr(video, "native_index") else index
 
@@ -91,7 +102,11 @@ class LabelFolderTeacher(Teacher):
                 raise VideoError(f"missing label {path} for frame {i}; the folder must label every "
                                  f"frame of the video ({LABEL_PATTERN}, native index from 0)")
             out[i - start] = read_label_png(path, height=video.height, width=video.width)
-        return out if self.id_map is None else self.id_map[out]
+        out = out if self.id_map is None else self.id_map[out]
+        label_set = get_label_set(self.label_set) if self.label_set else getattr(video, "label_set", None)
+        if label_set is not None:
+            _check_ids(out, label_set, where=f"{self.folder} (frames {start}..{stop - 1})")
+        return out
 
     def present_classes(self, label_set_names: tuple[str, ...], *, sample: int = 50) -> tuple[str, ...]:
         """Names of the classes that occur in up to `sample` evenly spaced label files."""

@@ -107,7 +107,7 @@ class FrozenGraphTeacher(Teacher):
         self._fn = None
 
     def _load(self):
-        import tensorflow as tf  # deferred: only model teachers need TensorFlow
+        from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
         graph_def = tf.compat.v1.GraphDef()
         try:
@@ -122,7 +122,7 @@ class FrozenGraphTeacher(Teacher):
                                "export (research/deeplab/export_model.py)") from None
 
     def label(self, frames: np.ndarray) -> np.ndarray:
-        import tensorflow as tf  # deferred: only model teachers need TensorFlow
+        from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
         self._fn = self._fn or self._load()
         out = [self._fn(tf.constant(frame[None]))[0].numpy() for frame in frames]
@@ -197,7 +197,7 @@ def _tflite_interpreter(path: Path, num_threads: int):
     try:
         from ai_edge_litert.interpreter import Interpreter  # deferred: optional, only TFLite teachers
     except ImportError:
-        import tensorflow as tf  # deferred: only model teachers need TensorFlow
+        from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
         Interpreter = tf.lite.Interpreter
     with warnings.catch_warnings():
@@ -280,7 +280,7 @@ class ResizingPredictor:
         self.model, self.batch_size = model, batch_size
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        import tensorflow as tf  # deferred: only model teachers need TensorFlow
+        from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
         h, w = self.model.input_shape[1:3]
         out = []
@@ -294,7 +294,7 @@ class ResizingPredictor:
 def keras_teacher(path: str | Path, *, label_set: str | None = None) -> Teacher:
     """A Keras model file (.keras or .h5) that maps [0, 255] RGB to per-class logits.
     The label set is `label_set`, or guessed from the class count (19: cityscapes19, 21: voc21)."""
-    import keras  # deferred: only model teachers need Keras
+    from amslib.core.tf import keras  # deferred: only model teachers need Keras
 
     path = Path(path)
     if not path.is_file():

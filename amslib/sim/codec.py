@@ -293,7 +293,7 @@ def h264_segment(frames: np.ndarray, *, kbps: float, fps: float) -> tuple[int, n
     n, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"H.264 (yuv420p) needs even frame sizes, got {h}x{w}")
-    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    exe = ffmpeg_exe()
     source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", f"{fps:.6g}", "-i", "-"]
     # a VBV buffer of one frame's budget keeps short segments (a lone key frame) near the target;
     # one thread: x264's threaded encoding gives different bytes run to run (runs must repeat)
@@ -310,12 +310,33 @@ def h264_segment(frames: np.ndarray, *, kbps: float, fps: float) -> tuple[int, n
         bits = 8 * stream.stat().st_size
     out = np.frombuffer(decoded, np.uint8)
     if out.size != frames.size:
-        raise RuntimeError(f"H.264 round trip returned {out.size // (h * w * 3)} of {n} frames")
+        raise CodecError(f"the H.264 round trip returned {out.size // (h * w * 3)} of {n} frames; "
+                         "try --set uplink_codec=png")
     return bits, out.reshape(frames.shape)
 
 
+class CodecError(OSError):
+    """ffmpeg, which the H.264 uplink runs, is missing or failed; the message says what to do."""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg of imageio-ffmpeg (or $IMAGEIO_FFMPEG_EXE)."""
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as err:
+        raise CodecError(f"the H.264 uplink needs ffmpeg, which was not found ({str(err).splitlines()[0]}); "
+                         "reinstall imageio-ffmpeg, set IMAGEIO_FFMPEG_EXE, or use --set uplink_codec=png") from None
+
+
 def _ffmpeg(command: list[str], stdin: bytes) -> bytes:
-    proc = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    try:
+        proc = subprocess.run(command, input=stdin, capture_output=True, check=False)
+    except OSError as err:  # the binary vanished or cannot run
+        raise CodecError(f"cannot run ffmpeg ({err.strerror or err}); reinstall imageio-ffmpeg, set "
+                         "IMAGEIO_FFMPEG_EXE, or use --set uplink_codec=png") from None
     if proc.returncode:
-        raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-500:]}")
+        lines = [line for line in proc.stderr.decode(errors="replace").splitlines() if line.strip()]
+        reason = lines[-1].strip()[:200] if lines else f"exit code {proc.returncode}"
+        raise CodecError(f"ffmpeg failed while encoding the H.264 uplink ({reason}); "
+                         "try --set uplink_codec=png")
     return proc.stdout

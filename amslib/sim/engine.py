@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from amslib.core.clock import TIME_EPS_S, frame_at, frames_until
-from amslib.core.config import AdaptConfig, RunConfig
+from amslib.core.config import AdaptConfig, ConfigError, RunConfig
 from amslib.core.metrics import frame_counts
 from amslib.core.registry import ENCODERS, SCHEMES
 from amslib.data.video import SyntheticVideo, Video, VideoError, open_video_for
@@ -78,6 +78,7 @@ class Simulation:
     adapt: AdaptConfig
     students: Students
     pending_policy: dict = field(default_factory=dict)  # asked for, applied at the next update
+    frames_read: int | None = None  # set when the video ended before the frames it promised
     _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     stopped: bool = False
 
@@ -91,6 +92,7 @@ class Simulation:
                 raise VideoError(f"video '{config.video}' needs a teacher: give a label folder (--labels DIR)")
             teacher = OracleTeacher()
         _links(config)  # a bad trace file fails here, before anything runs
+        _check_video(config, video)
         if students is None or students.key != Students.key_for(config, video):
             students = Students.load(config, video)
         return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students)
@@ -111,7 +113,8 @@ class Simulation:
     def set_policy(self, **changes) -> None:
         """Change policy fields (e.g. fraction=0.05); validated now, applied at the next update."""
         with self._policy_lock:  # a panel calls this from the kernel while the run's thread reads
-            replace(self.adapt, **{**self.pending_policy, **changes})  # raises ConfigError if invalid
+            policy = replace(self.adapt, **{**self.pending_policy, **changes})  # raises ConfigError if invalid
+            replace(self.config, adapt=policy)  # and the run's own checks (sample_rate_fps <= fps)
             self.pending_policy.update(changes)
 
     def pending_changes(self) -> dict:
@@ -158,7 +161,12 @@ class Simulation:
         while i < n and not self.stopped:
             self._apply_arrivals(state, scheme, i / self.video.fps)
             stop = self._next_boundary(state, scheme, i, n)
-            yield self._run_frames(state, scheme, i, stop)
+            event = self._run_frames(state, scheme, i, stop)
+            if event.rows:
+                yield event
+            if len(event.rows) < stop - i:  # a file shorter than its header said: the run ends here
+                self.frames_read = i + len(event.rows)
+                return
             i = stop
             while i < n and i >= self.frame_at(state.next_update_s):
                 yield UpdateEvent(scheme.update(state, state.next_update_s))
@@ -180,6 +188,9 @@ class Simulation:
     def _run_frames(self, state: RunState, scheme: Scheme, start: int, stop: int) -> FramesEvent:
         frames = self.video.frames(start, stop)
         stop = start + len(frames)
+        if not len(frames):
+            return FramesEvent(start=start, rows=[], counts=np.zeros((0, len(self.video.class_ids), 3), np.int64),
+                               predictions=np.zeros((0, self.video.height, self.video.width), np.uint8))
         truth = self.teacher.labels(self.video, start, stop, frames=frames)
         pred = scheme.predict(state, start, frames)
         counts = frame_counts(truth, pred, class_ids=self.video.class_ids)
@@ -257,3 +268,17 @@ def _links(config: RunConfig) -> tuple[Link, Link]:
     link = config.link
     return (make_link(link.uplink_kbps, link.uplink_trace, link.latency_s),
             make_link(link.downlink_kbps, link.downlink_trace, link.latency_s))
+
+
+def _check_video(config: RunConfig, video: Video) -> None:
+    """The video must be the one the config describes (a video built by hand may not be),
+    and the run must hold at least one frame, before anything runs or is written."""
+    if abs(video.fps - config.fps) > 1e-9 or video.height != config.height:
+        raise ConfigError(f"the video is {video.height} px high at {video.fps:g} fps but the config says "
+                          f"{config.height} px at {config.fps:g} fps; open it with open_video_for(config), or "
+                          "set height and fps to the video's")
+    if video.num_frames == 0:
+        raise VideoError(f"video {video.key} has no frames")
+    if config.max_seconds is not None and frames_until(config.max_seconds, video.fps) == 0:
+        raise ConfigError(f"max_seconds={config.max_seconds:g} holds no frame at {video.fps:g} fps; give at "
+                          f"least {1 / video.fps:g} s")

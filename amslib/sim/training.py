@@ -7,12 +7,11 @@ a strategy can restrict training to the scalars it sends.
 """
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from amslib.core.config import AdaptConfig
 from amslib.core.registry import STRATEGIES
+from amslib.core.tf import keras, tf
 from amslib.models.student import set_flat_weights
 from amslib.sim.selection import TrainResult, draw_batch, top_fraction_mask
 

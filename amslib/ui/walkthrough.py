@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -36,6 +35,7 @@ from amslib.core.clock import frame_at
 from amslib.core.config import AdaptConfig, RunConfig
 from amslib.core.labels import LabelSet
 from amslib.core.metrics import frame_counts, miou_pooled
+from amslib.core.tf import keras
 from amslib.data.video import Video
 from amslib.models.student import Predictor, flat_weights, set_flat_weights
 from amslib.models.teachers import LabelledFrames, Teacher

@@ -348,11 +348,47 @@ class LiveApp:
             return
         if isinstance(value, float):
             value = round(value, 6)  # a slider's 0.07000000000000001 reads 0.07 in the ledger
-        if self.running and name in LIVE_FIELDS:
-            self.sim.set_policy(**{name: value})
+        changes = self._with_dependants(name, value)
+        try:
+            if self.running and name in LIVE_FIELDS:
+                self.sim.set_policy(**changes)  # validated now (with what is pending), applied at the next update
+            else:
+                config_with_controls(self.config, {**self.values(), **changes})  # shows a bad value at once
+        except Exception:
+            self._show_controls(self._in_force(), names=(name,))  # a refused change resets its control
+            raise
+        self._show_controls(changes)
+        if self.running:
             self._draw_status()
-        else:
-            config_with_controls(self.config, self.values())  # shows a bad value at once
+
+    def _in_force(self) -> dict[str, Any]:
+        """The policy values in force for the next update: the run's, with its pending
+        changes (the panel's own values when no run is going)."""
+        if not self.running:
+            return self.values()
+        adapt = {k: getattr(self.sim.adapt, k) for k in LIVE_FIELDS if hasattr(self.sim.adapt, k)}
+        return {**self.values(), **adapt, **self.sim.pending_changes()}
+
+    def _with_dependants(self, name: str, value: Any) -> dict[str, Any]:
+        """`{name: value}` and what it takes along: ATR needs ASR, so unticking ASR unticks
+        ATR, and ticking ATR ticks ASR (either order of clicks ends in a valid policy)."""
+        changes = {name: value}
+        current = self._in_force()
+        if name == "asr" and value is False and current.get("atr"):
+            changes["atr"] = False
+        if name == "atr" and value is True and not current.get("asr"):
+            changes["asr"] = True
+        return changes
+
+    def _show_controls(self, values: dict[str, Any], *, names: tuple[str, ...] | None = None) -> None:
+        """Move controls to `values` without their observers firing."""
+        self._syncing = True
+        try:
+            for key in names or tuple(values):
+                if key in self.controls and key in values and self.controls[key].value != values[key]:
+                    self.controls[key].value = values[key]
+        finally:
+            self._syncing = False
 
     def pending(self) -> dict[str, Any]:
         """Policy changes asked for and not yet applied by an update."""
@@ -438,6 +474,11 @@ class LiveApp:
                 pass
         except Exception as err:  # noqa: BLE001 - a thread's exception would vanish; show it
             self.show_error(err)
+        finally:
+            if self.running:  # whatever failed, the panel goes back to a usable, idle state
+                self._events = None
+                self.state = "failed"
+                self._lock_panel(False)
 
     def stop(self) -> None:
         """Ask the run to end after its current batch of frames; returns at once (`join()`
