@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it ("" after the module: the name is the module itself)
 _EXPORTS: dict[str, str] = {
     # configuration and the registries
-    **dict.fromkeys(("RunConfig", "AdaptConfig", "LinkConfig", "EvalConfig", "BaselineConfig", "ConfigError",
+    **dict.fromkeys(("RunConfig", "AdaptConfig", "LinkConfig", "EvalConfig", "BaselineConfig", "EdgeConfig", "ConfigError",
                      "preset", "with_overrides", "PRESETS"), "amslib.core.config"),
     **dict.fromkeys(("SCHEMES", "STRATEGIES", "ENCODERS", "TEACHERS"), "amslib.core.registry"),
     **dict.fromkeys(("LabelSet", "CITYSCAPES19", "VOC21", "get_label_set"), "amslib.core.labels"),

@@ -44,7 +44,8 @@ def _table(summaries: dict[str, dict]) -> str:
     width = max(10, *(len(name) + 1 for name in summaries))
     lines = [f"{'scheme':<{width}}" + "".join(f"{k:>17}" for k in keys)]
     for name, s in summaries.items():
-        cells = "".join(f"{s[k]:>17.1f}" if isinstance(s[k], float) else f"{str(s[k]):>17}" for k in keys)
+        cells = "".join(f"{s.get(k):>17.1f}" if isinstance(s.get(k), float) else f"{str(s.get(k, '')):>17}"
+                        for k in keys)
         lines.append(f"{name:<{width}}" + cells)
     return "\n".join(lines)
 

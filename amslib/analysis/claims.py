@@ -37,6 +37,7 @@ CLOSE_POINTS = 2.0  # "close" = within 2 mIoU points
 FAR_MORE = 3.0  # "far more bandwidth" = at least 3x AMS's up + down
 ASR_SAVING = 0.2  # ASR "saves uplink" = at least 20% less, losing at most CLOSE_POINTS mIoU
 COMPARED_STRATEGIES = ("random", "first_layers", "last_layers", "first_and_last")  # claim C3's others
+EDGE_SCHEMES = ("bn_adapt", "tent")  # adaptation on the edge alone
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,13 @@ CLAIM_TEXT = {
     "baselines": ("Just-In-Time and remote tracking cost far more bandwidth than AMS",
                   "Kbps up/down: JIT 2520/3207, Remote+Tracking 1880/30, AMS 169/206"),
     "budget": ("AMS needs under 300 Kbps each way", "AMS 169 up / 206 down"),
-    "selection": ("(ours) ranking by |gradient| picks better parameters than ranking by one fresh "
+    "selection": ("(ours) ranking by |gradient| picks better parameters than ranking by one "
                   "Adam step's |change| (gradient-guided) or at random, at equal fraction",
                   "the paper ranks by one optimizer step's change"),
     "encoders": ("(ours) sparse encodings beat the original's bitmask + float16 + gzip on the "
                  "same updates", "the original sent bitmask + float16 + gzip"),
+    "edge": ("(ours) AMS beats adapting on the edge alone (BatchNorm re-estimation, Tent) at the "
+             "bandwidth and edge compute each needs", "not in the paper"),
 }
 
 
@@ -110,6 +113,8 @@ def claim_runs(base: RunConfig, spans: ClaimSpans, *, synthetic: bool) -> dict[s
         runs["parked"] = ({"scheme": "ams", "video": "synthetic:parked"}, spans.ablation_s)
         runs["parked_asr"] = ({"scheme": "ams", "video": "synthetic:parked", "asr": True}, spans.ablation_s)
     runs["remote_tracking"] = ({"scheme": "remote_tracking", **baselines}, spans.baseline_s)
+    for scheme in EDGE_SCHEMES:  # 0 Kbps: the edge adapts on its own, over the whole video
+        runs[scheme] = ({"scheme": scheme}, spans.main_s)
     return runs
 
 
@@ -260,9 +265,21 @@ def claim_selection(r: dict[str, RunResult]) -> Claim:
                  f"{r['ams'].config.adapt.fraction:g})", holds, reason)
 
 
+def claim_edge(r: dict[str, RunResult]) -> Claim:
+    s = _same_span(r, ["ams", *EDGE_SCHEMES])
+    best = max(EDGE_SCHEMES, key=lambda k: s[k]["miou_window"] or -1.0)
+    ams, edge = s["ams"], s[best]
+    text = "; ".join(f"{k} {_pct(s[k]['miou_window'])} (0 Kbps, edge compute {s[k]['edge_compute_s_per_s']:.2f} s/s, "
+                     f"flicker {_pct(s[k].get('flip_pct'))}%)" for k in EDGE_SCHEMES)
+    holds = ams["miou_window"] > edge["miou_window"]
+    return Claim("edge", f"AMS {_pct(ams['miou_window'])} at {ams['uplink_kbps']:.0f} up / {ams['downlink_kbps']:.0f} "
+                 f"down Kbps, no edge training (flicker {_pct(ams.get('flip_pct'))}%); {text} ({_span_text(ams)})",
+                 holds, "" if holds else f"{best} matches or beats AMS here without any network")
+
+
 RULES: tuple[Callable[[dict[str, RunResult]], Claim], ...] = (
     claim_ranking, claim_full, claim_strategies, claim_strategies_reset, claim_asr, claim_baselines, claim_budget,
-    claim_selection, claim_encoders)
+    claim_selection, claim_encoders, claim_edge)
 
 
 def row_conditions(config: RunConfig) -> str:
@@ -276,7 +293,7 @@ def row_conditions(config: RunConfig) -> str:
             "queues unbounded")
 
 
-def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, str] | None = None) -> list[Claim]:
+def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] | None = None) -> list[Claim]:
     """Every claim's row from one video's runs (named as in `claim_runs`); `spreads`
     ({optimizer_state: text}) is appended to the strategy rows (C3)."""
     claims = []
@@ -287,16 +304,34 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, str] | 
             conditions += f"; One-Time trains {results['one_time'].config.adapt.one_time_iterations} steps once"
         if claim.key == "baselines":
             conditions += " (JIT's training and the teacher's labels of remote tracking included)"
+        if claim.key == "edge":
+            edge = results["ams"].config.edge
+            conditions += (f"; edge profile: {1000 * edge.inference_s:g} ms a frame forward, a training step "
+                           f"{edge.train_factor:g}x that (phone-class, SPEC.md)")
         state = {"strategies": "persist", "strategies_reset": "reset"}.get(claim.key)
-        measured = claim.measured
+        measured, reason = claim.measured, claim.reason
         if spreads and state in spreads:
-            measured += f". First Adam step ({state}): {spreads[state]}"
-        claims.append(replace(claim, measured=measured, conditions=conditions))
+            measured += f". First Adam step ({state}): {spreads[state]['text']}"
+            if not claim.holds:
+                reason = _strategies_reason(claim.reason, spreads[state], results["ams"].config)
+        claims.append(replace(claim, measured=measured, reason=reason, conditions=conditions))
     return claims
 
 
-def first_step_texts(base: RunConfig, *, t_s: float = 240.0) -> dict[str, str]:
-    """{optimizer_state: one line}: how alike one Adam step moves the scalars of the update at
+def _strategies_reason(reason: str, spread: dict, config: RunConfig) -> str:
+    """Why C3 fails, from the measured first-step spread: near-ties, or not."""
+    head = reason.split(";")[0]  # "not above ... (by up to N points)"
+    a = config.adapt
+    if spread["tied"] >= 0.25:
+        return (f"{head}; ranking by one Adam step's change ties {100 * spread['tied']:.0f}% of the scalars at the "
+                "top-10% threshold (near-ties), so gradient-guided selection picks nearly at random among them")
+    return (f"{head}; not near-ties: only {100 * spread['tied']:.1f}% of the scalars tie at the threshold under this "
+            f"optimizer state, so the ranking is real; which {100 * a.fraction:g}% of the parameters move matters "
+            f"little at K = {a.iterations} steps per update on this video (every rule within a few points)")
+
+
+def first_step_texts(base: RunConfig, *, t_s: float = 240.0) -> dict[str, dict]:
+    """{optimizer_state: {'text', 'tied'}}: how alike one Adam step moves the scalars of the update at
     `t_s` on `base`'s video (its first batch), from a fresh state and with the moments of one
     earlier update (K steps on the samples of tau seconds before): what C3's ranking ranks."""
     video = open_video_for(base)
@@ -311,9 +346,10 @@ def first_step_texts(base: RunConfig, *, t_s: float = 240.0) -> dict[str, str]:
     for state in ("persist", "reset"):
         s = first_step_spread(students, buffer, base=students.pretrained, lr=a.lr, batch_size=a.batch_size,
                               seed=base.seed, optimizer_state=state, earlier=earlier, earlier_steps=a.iterations)
-        texts[state] = (f"{100 * s['share_near_lr']:.1f}% of scalars move within 1% of lr, |change| "
-                        f"{s['change_p10']:.1e} to {s['change_p90']:.1e} (10th-90th percentile), "
-                        f"{100 * s['tied_at_threshold']:.1f}% tied at the top-10% threshold (update at {t_s:g} s)")
+        texts[state] = {"tied": s["tied_at_threshold"], "text": (
+            f"{100 * s['share_near_lr']:.1f}% of scalars move within 1% of lr, |change| "
+            f"{s['change_p10']:.1e} to {s['change_p90']:.1e} (10th-90th percentile), "
+            f"{100 * s['tied_at_threshold']:.1f}% tied at the top-10% threshold (update at {t_s:g} s)")}
     return texts
 
 

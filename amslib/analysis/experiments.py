@@ -34,7 +34,7 @@ from amslib.analysis.plots import bars_figure, figures_html, heatmap_figure, par
 from amslib.analysis.results import SUMMARY_COLUMNS as RESULT_COLUMNS
 from amslib.analysis.results import RunResult, save_result
 from amslib.analysis.runs import simulate
-from amslib.core.config import STRATEGIES, UPDATE_ENCODERS, ConfigError, RunConfig, _field_owner, with_overrides
+from amslib.core.config import SCHEMES, STRATEGIES, UPDATE_ENCODERS, ConfigError, RunConfig, _field_owner, with_overrides
 from amslib.core.files import atomic_write
 from amslib.core.labels import get_label_set
 from amslib.data.video import important_classes, open_video_for
@@ -81,9 +81,8 @@ def _full_once(params: dict) -> bool:
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
-    Experiment("schemes", "AMS against the four baselines (SPEC.md, Baselines)",
-               {"scheme": ("none", "one_time", "ams", "jit", "remote_tracking")},
-               {"scheme": ("none", "one_time", "ams", "jit", "remote_tracking")}),
+    Experiment("schemes", "AMS against the four baselines (SPEC.md, Baselines) and adaptation on the edge alone",
+               {"scheme": SCHEMES.names}, {"scheme": SCHEMES.names}),
     Experiment("strategies", "which parameters to update, at equal fraction",
                {"strategy": STRATEGIES.names, "fraction": (0.01, 0.05, 0.1, 0.2)},
                {"strategy": ("gradient_guided", "gradient_magnitude", "random"), "fraction": (0.05, 0.2)},
@@ -277,7 +276,7 @@ def sweep_table(jobs: list[Job], results: dict[str, RunResult]) -> pd.DataFrame:
     for job in jobs:
         summary = results[job.name].summary()
         row = {"run": job.name, **{k: v for k, v in job.params.items()}}
-        row.update({k: summary[k] for k in SUMMARY_COLUMNS if k not in row})
+        row.update({k: summary.get(k) for k in SUMMARY_COLUMNS if k not in row})
         row.update({f"downlink_kbps_{k}": v for k, v in summary["downlink_kbps_by_encoder"].items()})
         rows.append(row)
     return pd.DataFrame(rows)

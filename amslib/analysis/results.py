@@ -17,8 +17,8 @@ from amslib.core.config import UPDATE_ENCODERS, RunConfig
 from amslib.core.files import atomic_write, write_json
 from amslib.sim.state import FramesEvent
 
-FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE = (
-    "frames.csv", "updates.csv", "config.json", "summary.json")
+FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE, SEGMENTS_FILE = (
+    "frames.csv", "updates.csv", "config.json", "summary.json", "segments.csv")
 
 
 def _slug(name: str) -> str:
@@ -34,6 +34,9 @@ class RunResult:
     classes: tuple[str, ...]
     frames: pd.DataFrame
     updates: pd.DataFrame
+    # forgetting per earlier scene (segment, start_s, end_s, live_miou, final_miou, forgetting),
+    # measured after the run by `runs.measure_forgetting`; None when not measured
+    segments: pd.DataFrame | None = None
 
     def counts(self) -> np.ndarray:
         """(N, K, 3) int64 [TP, FP, FN] per frame and class."""
@@ -79,8 +82,50 @@ class RunResult:
             # ledger_all_encoders=false)
             "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
+            **self.continual(window, keep, duration_s),
             "conditions": conditions(self.config),
         }
+
+    def continual(self, window: np.ndarray, keep: np.ndarray, duration_s: float) -> dict:
+        """What continual- and test-time-adaptation users judge besides mean accuracy: flicker
+        (% of pixels whose predicted class flips frame to frame, next to the teacher's own),
+        recovery after each scene change (s until the window mIoU regains 90% of its level in
+        the 10 s before), and the edge's own compute (frames through a training step or an
+        extra forward pass; seconds of it under the edge profile, per second of video)."""
+        f = self.frames
+        out: dict = {}
+        if "pred_flip" in f:
+            out["flip_pct"] = _pct(np.nanmean(f["pred_flip"].to_numpy(float)[keep]) if keep.any() else math.nan)
+            out["teacher_flip_pct"] = _pct(np.nanmean(f["teacher_flip"].to_numpy(float)[keep]) if keep.any() else math.nan)
+        if "label_miou_1s" in f:
+            changes = self.scene_changes()
+            recovery = metrics.recovery_times(f["t_s"].to_numpy(), window, changes)
+            out["scene_changes_s"] = [round(float(c), 2) for c in changes]
+            out["recovery_s"] = [None if math.isnan(r) else round(float(r), 2) for r in recovery]
+            out["recovery_mean_s"] = (round(float(np.nanmean(recovery)), 2)
+                                      if np.any(~np.isnan(recovery)) else None)
+        # final minus live mIoU on the earlier scenes (None: no earlier scene, or not measured)
+        has = self.segments is not None and len(self.segments)
+        out["forgetting_pct"] = round(float(self.segments["forgetting"].mean()), 3) if has else None
+        if "edge_train_frames" in f:
+            edge = self.config.edge
+            train = float(f["edge_train_frames"].fillna(0).sum())
+            forward = float(f["edge_forward_frames"].fillna(0).sum())
+            seconds = edge.inference_s * (edge.train_factor * train + forward)
+            out["edge_train_frames"] = int(train)
+            out["edge_compute_s_per_s"] = seconds / duration_s if duration_s else 0.0
+        return out
+
+    def scene_changes(self, *, drop_pct: float = 15.0, window: int = 31, min_gap_s: float = 20.0) -> np.ndarray:
+        """Times (s) of the scene changes in the teacher's labels: dips of the label's mIoU
+        against its label one second before, as notebook 01 finds them (dataset checks)."""
+        timeline = pd.DataFrame({"t_s": self.frames["t_s"], "miou_pct": 100 * self.frames["label_miou_1s"]})
+        timeline = timeline.dropna()
+        if timeline.empty:
+            return np.zeros(0)
+        # one row a frame here, one a second in notebook 01: the same `window` in seconds
+        dips = metrics.scene_dips(timeline["miou_pct"], drop_pct=drop_pct, window=max(1, round(window * self.config.fps)))
+        return metrics.change_times(timeline["t_s"].to_numpy(), dips, min_gap_s=min_gap_s)
 
     def _encoder_kbps(self, encoder: str, kbps: Callable[[float], float]) -> float | None:
         column = f"bytes_{encoder}"
@@ -180,6 +225,8 @@ def save_result(result: RunResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / FRAMES_FILE, lambda tmp: result.frames.to_csv(tmp, index=False))
     atomic_write(out / UPDATES_FILE, lambda tmp: result.updates.to_csv(tmp, index=False))
+    if result.segments is not None:
+        atomic_write(out / SEGMENTS_FILE, lambda tmp: result.segments.to_csv(tmp, index=False))
     write_json(out / CONFIG_FILE, {"config": result.config.to_dict(), "classes": list(result.classes)})
     write_json(out / SUMMARY_FILE, result.summary())
     return out
@@ -193,18 +240,19 @@ def load_result(out_dir: str | Path) -> RunResult:
         raise FileNotFoundError(f"{out} is not a saved run: missing {', '.join(missing)}")
     meta = json.loads((out / CONFIG_FILE).read_text())
     updates = pd.read_csv(out / UPDATES_FILE, keep_default_na=False, na_values=[""])
+    segments = pd.read_csv(out / SEGMENTS_FILE) if (out / SEGMENTS_FILE).is_file() else None
     return RunResult(RunConfig.from_dict(meta["config"]), tuple(meta["classes"]),
-                     pd.read_csv(out / FRAMES_FILE), updates)
+                     pd.read_csv(out / FRAMES_FILE), updates, segments)
 
 
 SUMMARY_COLUMNS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps",
-                   "num_updates")
+                   "num_updates", "flip_pct", "recovery_mean_s", "forgetting_pct", "edge_compute_s_per_s")
 
 
 def comparison_table(results: dict[str, RunResult]) -> pd.DataFrame:
     """One row per run (by name): mIoU by the three protocols (%), Kbps each way, updates."""
     summaries = {name: r.summary() for name, r in results.items()}
-    rows = {name: {k: s[k] for k in SUMMARY_COLUMNS} for name, s in summaries.items()}
+    rows = {name: {k: s.get(k) for k in SUMMARY_COLUMNS} for name, s in summaries.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
 
 

@@ -7,9 +7,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
 from amslib.analysis.results import RunResult, collect
 from amslib.core.config import RunConfig
+from amslib.core.metrics import frame_counts, miou_pooled
+from amslib.models.teachers import read_labelled
 from amslib.sim.engine import Simulation
 from amslib.sim.state import FramesEvent
 
@@ -43,7 +46,7 @@ def run_simulation(sim, *, on_event: Callable | None = None, progress: bool = Fa
     """Run a created `engine.Simulation` to the end and return its tables; `on_event` follows
     it live; `progress` draws a bar of frames done and updates sent."""
     if not progress:
-        return collect(sim.config, sim.video.classes, sim.run(), on_event)
+        return _with_forgetting(sim, collect(sim.config, sim.video.classes, sim.run(), on_event))
     on_progress, close = simulation_progress(sim.num_frames, sim.config.scheme)
 
     def both(event) -> None:
@@ -51,9 +54,38 @@ def run_simulation(sim, *, on_event: Callable | None = None, progress: bool = Fa
         if on_event is not None:
             on_event(event)
     try:
-        return collect(sim.config, sim.video.classes, sim.run(), both)
+        result = collect(sim.config, sim.video.classes, sim.run(), both)
     finally:
         close()
+    return _with_forgetting(sim, result)
+
+
+def _with_forgetting(sim: Simulation, result: RunResult) -> RunResult:
+    """The result with its forgetting table, unless the run was stopped early or has no frames."""
+    if sim.stopped or result.frames.empty:
+        return result
+    return replace(result, segments=measure_forgetting(sim, result))
+
+
+def measure_forgetting(sim: Simulation, result: RunResult, *, per_segment: int = 8) -> pd.DataFrame:
+    """After a run: the final edge model's mIoU (pooled, %) on up to `per_segment` frames of
+    each scene before the last (scenes split at `result.scene_changes()`), next to what those
+    frames scored live; `forgetting` = final - live (negative: forgotten)."""
+    t = result.frames["t_s"].to_numpy()
+    edges = [0.0, *result.scene_changes(), t[-1] + 1.0 / result.config.fps if len(t) else 0.0]
+    counts, rows = result.counts(), []
+    for k, (a, b) in enumerate(zip(edges[:-2], edges[1:-1])):  # every scene but the last
+        inside = np.flatnonzero((t >= a) & (t < b))
+        if not len(inside):
+            continue
+        picks = inside[np.unique(np.linspace(0, len(inside) - 1, min(per_segment, len(inside))).round().astype(int))]
+        indices = result.frames["frame"].to_numpy()[picks]
+        frames, labels = read_labelled(sim.video, sim.teacher, indices)
+        final = frame_counts(labels, sim.edge_predictor(frames), class_ids=sim.video.class_ids)
+        live_pct, final_pct = 100 * miou_pooled(counts[picks]), 100 * miou_pooled(final)
+        rows.append({"segment": k, "start_s": a, "end_s": b, "live_miou": live_pct, "final_miou": final_pct,
+                     "forgetting": final_pct - live_pct})
+    return pd.DataFrame(rows, columns=["segment", "start_s", "end_s", "live_miou", "final_miou", "forgetting"])
 
 
 def prediction_recorder(frames: Iterable[int]) -> tuple[Callable, dict[int, np.ndarray]]:

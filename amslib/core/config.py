@@ -17,7 +17,7 @@ from amslib.core.registry import SCHEMES, STRATEGIES
 # (amslib/core/registry.py); validation below reads them.
 UPLINK_CODECS = ("png", "h264")
 OPTIMIZER_STATES = ("persist", "reset")  # AdaptConfig.optimizer_state
-_SUBCONFIGS = ("adapt", "link", "eval", "baseline")
+_SUBCONFIGS = ("adapt", "link", "eval", "baseline", "edge")
 
 
 class ConfigError(ValueError):
@@ -148,6 +148,29 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class EdgeConfig:
+    """The edge device: what adapting on it costs, and the edge-only schemes' knobs.
+
+    Compute profile (a phone-class default): `inference_s` per frame is the AMS paper's
+    40 ms per frame for its student on a phone (SPEC.md: "30 fps, 40 ms on a phone"); a
+    training step costs `train_factor` times a forward pass per frame (forward + backward, the
+    usual 1:2 rule). Edge compute is reported as seconds of it per second of video."""
+
+    inference_s: float = 0.040
+    train_factor: float = 3.0
+    bn_frames: int = 32  # bn_adapt: BatchNorm statistics from the edge's last this-many frames
+    bn_momentum: float = 0.9  # bn_adapt: weight of the old statistics at each re-estimation batch
+    tent_lr: float = 1e-4  # tent: Adam learning rate of BatchNorm's scale and shift
+
+    def __post_init__(self) -> None:
+        _check(self.inference_s > 0, f"inference_s must be > 0 seconds, got {self.inference_s}")
+        _check(self.train_factor >= 1, f"train_factor must be >= 1, got {self.train_factor}")
+        _check(self.bn_frames >= 1, f"bn_frames must be >= 1, got {self.bn_frames}")
+        _check(0 <= self.bn_momentum < 1, f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        _check(0 < self.tent_lr < 1, f"tent_lr must be in (0, 1), got {self.tent_lr}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run; saved next to its results."""
 
@@ -167,6 +190,7 @@ class RunConfig:
     link: LinkConfig = field(default_factory=LinkConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
 
     def __post_init__(self) -> None:
         _check(self.scheme in SCHEMES, f"scheme must be one of {', '.join(SCHEMES)}, got '{self.scheme}'")
@@ -199,7 +223,7 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         data = dict(data)
         nested = {"adapt": AdaptConfig, "link": LinkConfig, "eval": EvalConfig,
-                  "baseline": BaselineConfig}
+                  "baseline": BaselineConfig, "edge": EdgeConfig}
         for key, kind in nested.items():
             if key in data:
                 data[key] = kind(**data[key])

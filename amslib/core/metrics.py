@@ -125,3 +125,57 @@ def label_similarity(labels: np.ndarray, *, previous: np.ndarray | None,
     seq = labels if previous is None else np.concatenate([previous[None], labels])
     per_pair = consecutive_miou(seq, class_ids=class_ids)
     return float(np.nanmean(per_pair)) if np.any(~np.isnan(per_pair)) else math.nan
+
+
+# -- continual-learning metrics: flicker and recovery --------------------------------------------
+def flip_rates(labels: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
+    """(N,) share of pixels whose class differs from the frame before, for (N, H, W) class
+    ids; the first frame is paired with `previous` (H, W) when given, else NaN. Temporal
+    consistency: a model that flickers flips more pixels than the scene (its teacher) does."""
+    labels = np.asarray(labels)
+    out = np.full(len(labels), math.nan)
+    if len(labels) > 1:
+        out[1:] = (labels[1:] != labels[:-1]).mean(axis=(1, 2))
+    if previous is not None and len(labels):
+        out[0] = float((labels[0] != previous).mean())
+    return out
+
+
+def recovery_times(t_s: np.ndarray, miou: np.ndarray, changes_s: np.ndarray, *, before_s: float = 10.0,
+                   share: float = 0.9) -> np.ndarray:
+    """(C,) seconds after each scene change at `changes_s` until the trailing-window mIoU
+    `miou` (N,) at times `t_s` (N,) regains `share` of its mean over the `before_s` seconds
+    before the change: 0 if it never fell below; NaN if it never regains it (or had no level)."""
+    t_s, miou = np.asarray(t_s, float), np.asarray(miou, float)
+    out = np.full(len(changes_s), math.nan)
+    for k, change in enumerate(changes_s):
+        before = miou[(t_s >= change - before_s) & (t_s < change)]
+        if not np.any(~np.isnan(before)):
+            continue
+        target = share * np.nanmean(before)
+        after = t_s >= change
+        regained = np.flatnonzero(after & (miou >= target))
+        if len(regained):
+            out[k] = t_s[regained[0]] - change
+    return out
+
+
+def change_times(t_s: np.ndarray, dips: np.ndarray, *, min_gap_s: float = 20.0) -> np.ndarray:
+    """The start times of scene changes from the times `t_s` of dip rows `dips` (bool, N):
+    dips closer than `min_gap_s` to the previous one belong to the same change."""
+    times = np.asarray(t_s, float)[np.asarray(dips, bool)]
+    starts: list[float] = []
+    for t in times:
+        if not starts or t - starts[-1] >= min_gap_s:
+            starts.append(float(t))
+    return np.asarray(starts)
+
+
+def scene_dips(miou_pct, *, drop_pct: float = 15.0, window: int = 31) -> np.ndarray:
+    """(N,) bool: the rows of a consecutive-label mIoU series (%, a pandas Series) at least
+    `drop_pct` points below the running median of the `window` rows centred on them. A moving
+    camera lowers the whole curve; a scene change is a drop below its own level."""
+    if drop_pct <= 0 or window < 1:
+        raise ValueError(f"need drop_pct > 0 and window >= 1, got {drop_pct} and {window}")
+    baseline = miou_pct.rolling(window, center=True, min_periods=1).median()
+    return ((baseline - miou_pct) >= drop_pct).to_numpy()

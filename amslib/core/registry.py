@@ -60,6 +60,9 @@ SCHEMES = Registry("scheme", {
     "ams": "amslib.sim.schemes.ams:AmsScheme",
     "jit": "amslib.sim.schemes.keyframe:JitScheme",
     "remote_tracking": "amslib.sim.schemes.keyframe:RemoteTrackingScheme",
+    # ours: adaptation on the edge alone (0 Kbps), SPEC.md "Beyond the paper"
+    "bn_adapt": "amslib.sim.schemes.edge:BnAdaptScheme",
+    "tent": "amslib.sim.schemes.edge:TentScheme",
 })
 
 # Parameter-selection strategies (SPEC.md, "Mechanisms"; amslib/sim/selection.py). All but

@@ -24,7 +24,7 @@ import numpy as np
 
 from amslib.core.clock import TIME_EPS_S, frame_at, frames_until
 from amslib.core.config import AdaptConfig, ConfigError, RunConfig
-from amslib.core.metrics import frame_counts
+from amslib.core.metrics import consecutive_miou, flip_rates, frame_counts
 from amslib.core.registry import ENCODERS, SCHEMES
 from amslib.data.video import SyntheticVideo, Video, VideoError, open_video_for
 from amslib.models.student import Predictor, StudentSpec, flat_weights, load_student, set_flat_weights
@@ -47,6 +47,8 @@ class Students:
     trainer: Trainer
     pretrained: np.ndarray
     server_predictor: Predictor | None = None  # the server copy's inference (Just-In-Time)
+    pretrained_state: list | None = None  # every weight of the edge copy, BatchNorm statistics too
+    tent: object | None = None  # the edge copy's traced Tent step, made by the first tent run
 
     @staticmethod
     def key_for(config: RunConfig, video: Video) -> tuple:
@@ -64,7 +66,8 @@ class Students:
                    predictor=Predictor(edge, batch_size=config.edge_batch),
                    trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr),
                    pretrained=flat_weights(edge),
-                   server_predictor=Predictor(server, batch_size=config.edge_batch))
+                   server_predictor=Predictor(server, batch_size=config.edge_batch),
+                   pretrained_state=edge.get_weights())
 
 
 
@@ -153,6 +156,8 @@ class Simulation:
         scheme = SCHEMES.load(self.config.scheme)(self)
         state.next_update_s = scheme.first_update_s()
         set_flat_weights(self.edge_predictor.model, self.pretrained)
+        if self.students.pretrained_state is not None:  # edge-only schemes move BatchNorm's statistics
+            self.edge_predictor.model.set_weights(self.students.pretrained_state)
         self.trainer.reset_optimizer(lr=self.adapt.lr)  # a run never inherits another run's Adam state
         state.edge_weights = state.server_weights = self.pretrained
         scheme.start(state)
@@ -194,6 +199,7 @@ class Simulation:
         truth = self.teacher.labels(self.video, start, stop, frames=frames)
         pred = scheme.predict(state, start, frames)
         counts = frame_counts(truth, pred, class_ids=self.video.class_ids)
+        temporal = self._temporal(state, truth, pred)
         rows = []
         for offset in range(len(frames)):
             index = start + offset
@@ -206,8 +212,28 @@ class Simulation:
                 else:
                     bits += self.send_up(state, [sample], t_s, rate_fps=scheme.sample_rate_fps(state))
                     scheme.on_sent(state, sample)
-            rows.append({"frame": index, "t_s": t_s, "model_version": state.version, "uplink_bits": bits})
+            rows.append({"frame": index, "t_s": t_s, "model_version": state.version, "uplink_bits": bits,
+                         **{k: float(v[offset]) for k, v in temporal.items()}})
+        # edge compute booked on the batch's first frame (a scheme's own training on the edge)
+        rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames)
+        state.edge_train_frames = state.edge_forward_frames = 0
         return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred)
+
+    def _temporal(self, state: RunState, truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+        """Per frame: how many pixels the edge's prediction and the teacher's label flip from
+        the frame before (flicker), and the teacher's label against its label one second
+        before (`label_miou_1s`, the scene-change signal of notebook 01)."""
+        previous_truth = state.last_truths[-1] if state.last_truths else None
+        out = {"pred_flip": flip_rates(pred, previous=state.last_pred),
+               "teacher_flip": flip_rates(truth, previous=previous_truth)}
+        lag = max(1, round(self.video.fps))
+        history = state.last_truths + list(truth)
+        offset = len(state.last_truths)
+        out["label_miou_1s"] = np.array([
+            consecutive_miou(np.stack([history[offset + k - lag], history[offset + k]]), class_ids=self.video.class_ids)[0]
+            if offset + k - lag >= 0 else np.nan for k in range(len(truth))])
+        state.last_pred, state.last_truths = pred[-1], history[-lag:]
+        return out
 
     def send_up(self, state: RunState, samples: list[Sample], t_s: float, *, rate_fps: float) -> int:
         """Encode `samples` (PNG each, or one H.264 segment at `rate_fps`), hand them to the

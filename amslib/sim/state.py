@@ -74,3 +74,7 @@ class RunState:
     server_weights: np.ndarray | None = None
     version: int = 0
     updates: int = 0
+    last_pred: np.ndarray | None = None  # the edge's prediction of the previous frame (H, W)
+    last_truths: list = field(default_factory=list)  # the teacher's labels of the last second's frames
+    edge_train_frames: int = 0  # frames through a training step on the edge, not booked yet
+    edge_forward_frames: int = 0  # extra forward passes on the edge (beyond inference), not booked yet

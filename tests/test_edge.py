@@ -1,0 +1,147 @@
+"""Adaptation on the edge (bn_adapt, tent) and the metrics of continual learning: known answers."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TinyOracle, TinyVideo, tiny_config
+
+from amslib.analysis.results import RunResult
+from amslib.analysis.runs import measure_forgetting, simulate
+from amslib.core import metrics
+from amslib.core.config import AdaptConfig, EvalConfig, RunConfig
+from amslib.models.student import flat_weights
+from amslib.sim.engine import Students
+from amslib.sim.schemes.edge import TentStep, batchnorm_layers
+
+
+# -- the metrics, on hand-made sequences ----------------------------------------------------------
+def test_flip_rates_known_answer():
+    a = np.zeros((3, 2, 2), np.uint8)
+    a[1, 0, 0] = 1          # one pixel of four flips
+    a[2] = 1                # then all four (three flip back from 0, one stays 1... to 1)
+    np.testing.assert_allclose(metrics.flip_rates(a), [np.nan, 0.25, 0.75])
+    np.testing.assert_allclose(metrics.flip_rates(a, previous=np.ones((2, 2), np.uint8)), [1.0, 0.25, 0.75])
+
+
+def test_recovery_time_known_answer():
+    t = np.arange(0, 40, 1.0)
+    miou = np.full(40, 0.8)
+    miou[20:26] = 0.3           # the scene changes at 20 s: accuracy falls...
+    miou[26:] = 0.75            # ...and regains 0.75 >= 0.9 * 0.8 at 26 s
+    np.testing.assert_allclose(metrics.recovery_times(t, miou, np.array([20.0, 5.0])), [6.0, 0.0])
+    never = miou.copy()
+    never[20:] = 0.5
+    assert np.isnan(metrics.recovery_times(t, never, np.array([20.0]))[0])
+
+
+def test_scene_changes_merge_nearby_dips():
+    series = pd.Series([90.0] * 10 + [40.0, 45.0] + [90.0] * 10 + [30.0] + [90.0] * 10)
+    dips = metrics.scene_dips(series, drop_pct=15, window=31)
+    assert np.flatnonzero(dips).tolist() == [10, 11, 22]
+    t = np.arange(len(series)) * 2.0
+    np.testing.assert_allclose(metrics.change_times(t, dips, min_gap_s=10.0), [20.0, 44.0])
+
+
+def _hand_result(live_perfect: bool) -> RunResult:
+    """40 frames of the tiny video at 2 fps, with a scene change at 10 s, scored live either
+    perfectly or not at all."""
+    video, classes = TinyVideo(seconds=20.0), ("road", "building", "sky")
+    labels = video.labels(0, 40)
+    counts = metrics.frame_counts(labels, labels if live_perfect else np.full_like(labels, 255),
+                                  class_ids=video.class_ids)
+    rows = {"frame": np.arange(40), "t_s": np.arange(40) / 2.0, "label_miou_1s": np.where(np.arange(40) == 20, 0.2, 1.0)}
+    for k, c in enumerate(classes):
+        for j, kind in enumerate(("tp", "fp", "fn")):
+            rows[f"{kind}_{c}"] = counts[:, k, j]
+    config = RunConfig(video="tiny", height=32, fps=2.0, eval=EvalConfig(warmup_s=0.0, window_s=4.0))
+    return RunResult(config, classes, pd.DataFrame(rows), pd.DataFrame())
+
+
+def _truth_from_pixels(frames: np.ndarray) -> np.ndarray:
+    """The tiny video's labels read back from its colours (every class has its own red value)."""
+    table = np.full(256, 255, np.uint8)
+    table[[110, 30]], table[[180, 60]], table[[120, 20]] = 0, 2, 10  # road, building, sky (bright, dark)
+    return table[frames[..., 0]]
+
+
+@pytest.mark.parametrize("live_perfect, final, expected", [
+    (True, "truth", 0.0),       # nothing forgotten
+    (True, "nothing", -100.0),  # the final model lost the first scene entirely
+    (False, "truth", 100.0),    # it learned the first scene after the fact
+])
+def test_forgetting_known_answer(live_perfect, final, expected):
+    result = _hand_result(live_perfect)
+    np.testing.assert_allclose(result.scene_changes(), [10.0])
+    predict = _truth_from_pixels if final == "truth" else (lambda frames: np.full(frames.shape[:3], 255, np.uint8))
+    sim = SimpleNamespace(video=TinyVideo(seconds=20.0), teacher=TinyOracle(), edge_predictor=predict)
+    table = measure_forgetting(sim, result, per_segment=5)
+    assert table["segment"].tolist() == [0] and table["end_s"].iloc[0] == 10.0
+    assert table["forgetting"].iloc[0] == pytest.approx(expected)
+
+
+# -- the schemes ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def students(tiny_student):
+    return Students.load(tiny_config(tiny_student), TinyVideo())
+
+
+def test_tent_changes_only_batchnorm_scale_and_shift_and_lowers_entropy(students):
+    model = students.predictor.model
+    model.set_weights(students.pretrained_state)
+    before = {v.path: v.numpy().copy() for v in model.weights}
+    frames = TinyVideo().frames(40, 48)  # the dark half: a drift
+    step = TentStep(model, lr=1e-2)
+    entropy = lambda: float(step.entropy(model(frames.astype(np.float32), training=True)))  # noqa: E731
+    first = entropy()
+    for _ in range(5):
+        step(frames)
+    assert entropy() < first
+    scale_shift = {v.path for layer in batchnorm_layers(model) for v in (layer.gamma, layer.beta)}
+    moved = {v.path for v in model.weights if not np.array_equal(v.numpy(), before[v.path])}
+    trainable_moved = moved & {v.path for v in model.trainable_weights}
+    assert trainable_moved and trainable_moved <= scale_shift  # only BatchNorm's gamma and beta learn
+    model.set_weights(students.pretrained_state)
+
+
+def test_edge_schemes_cost_no_bandwidth_and_account_their_compute(tiny_student, students):
+    video, teacher = TinyVideo(), TinyOracle()
+    keys = None
+    for scheme in ("ams", "bn_adapt", "tent", "none"):
+        result = simulate(tiny_config(tiny_student, scheme=scheme), video=video, teacher=teacher, students=students)
+        s = result.summary()
+        keys = keys or set(s)
+        assert set(s) == keys, scheme  # every scheme writes the same summary keys
+        if scheme in ("bn_adapt", "tent"):
+            assert s["uplink_kbps"] == s["downlink_kbps"] == 0.0
+        if scheme == "tent":
+            assert s["edge_train_frames"] == 80 and s["edge_compute_s_per_s"] == pytest.approx(0.040 * 3 * 80 / 40)
+        if scheme == "bn_adapt":
+            assert s["edge_train_frames"] == 0 and s["edge_compute_s_per_s"] > 0
+        assert {"flip_pct", "teacher_flip_pct", "recovery_s", "forgetting_pct"} <= set(s)
+    # the run after an edge-only one starts from the pretrained student, BatchNorm statistics too
+    np.testing.assert_array_equal(flat_weights(students.predictor.model), students.pretrained)
+    model = students.predictor.model
+    moving = [np.array(layer.moving_mean) for layer in batchnorm_layers(model)]
+    simulate(tiny_config(tiny_student, scheme="none"), video=video, teacher=teacher, students=students)
+    assert all(np.array_equal(m, np.array(layer.moving_mean)) for m, layer in zip(moving, batchnorm_layers(model)))
+
+
+def test_bn_adapt_moves_only_the_statistics(tiny_student, students):
+    from amslib.sim.engine import Simulation
+    sim = Simulation.create(tiny_config(tiny_student, scheme="bn_adapt"), video=TinyVideo(), teacher=TinyOracle(),
+                            students=students)
+    rows = [e.row for e in sim.run() if hasattr(e, "row")]
+    assert [r["t_update_s"] for r in rows] == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0]
+    # the last bn_frames = 32 frames the edge showed (20 and 30 before there are 32)
+    assert [r["edge_forward_frames"] for r in rows] == [20, 30, 32, 32, 32, 32] and not any(r["sent"] for r in rows)
+    model = sim.edge_predictor.model
+    np.testing.assert_array_equal(flat_weights(model), students.pretrained)  # no weight trained
+    pretrained_means = [w for w, v in zip(students.pretrained_state, model.weights) if "moving_mean" in v.path]
+    now = [v.numpy() for v in model.weights if "moving_mean" in v.path]
+    assert any(not np.allclose(a, b) for a, b in zip(pretrained_means, now))
+
+
+def test_config_knows_the_edge_profile():
+    config = RunConfig(adapt=AdaptConfig())
+    assert config.edge.inference_s == 0.040 and config.edge.train_factor == 3.0
