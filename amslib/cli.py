@@ -19,6 +19,7 @@ from amslib.core.config import parse_set_args, preset, with_overrides
 from amslib.core.files import atomic_dir, atomic_write, frames_dir, labels_dir, write_json
 from amslib.core.labels import get_label_set
 from amslib.core.progress import progress_bar
+from amslib.core.registry import SCHEMES
 
 DEMO_SCHEMES = ("none", "one_time", "ams")
 # The demo's uplink is the paper's, H.264 at 100 Kbps per sampled frame/s; AMS runs once more
@@ -304,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one scheme on one video")
     run.add_argument("--video", default="synthetic:street",
                      help="synthetic:street, a data_manifest.csv video_id, or a local video file")
-    run.add_argument("--scheme", default="ams",
-                     help="none, one_time, ams, jit (Just-In-Time) or remote_tracking")
+    run.add_argument("--scheme", default="ams", help="one of: " + ", ".join(SCHEMES))
     run.add_argument("--labels", help="folder of gt_%%06d.png teacher labels (needed for files)")
     run.add_argument("--teacher", help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR "
                      "(options after '?'); labels are cached")

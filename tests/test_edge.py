@@ -107,7 +107,7 @@ def test_tent_changes_only_batchnorm_scale_and_shift_and_lowers_entropy(students
 def test_edge_schemes_cost_no_bandwidth_and_account_their_compute(tiny_student, students):
     video, teacher = TinyVideo(), TinyOracle()
     keys = None
-    for scheme in ("ams", "bn_adapt", "tent", "none"):
+    for scheme in ("ams", "bn_adapt", "tent", "edge_train", "none"):
         result = simulate(tiny_config(tiny_student, scheme=scheme), video=video, teacher=teacher, students=students)
         s = result.summary()
         keys = keys or set(s)
@@ -145,3 +145,20 @@ def test_bn_adapt_moves_only_the_statistics(tiny_student, students):
 def test_config_knows_the_edge_profile():
     config = RunConfig(adapt=AdaptConfig())
     assert config.edge.inference_s == 0.040 and config.edge.train_factor == 3.0
+
+
+def test_edge_train_sends_labels_down_and_trains_on_the_edge(tiny_student, students):
+    video, teacher = TinyVideo(), TinyOracle()
+    ams = simulate(tiny_config(tiny_student, scheme="ams"), video=video, teacher=teacher, students=students)
+    edge = simulate(tiny_config(tiny_student, scheme="edge_train"), video=video, teacher=teacher, students=students)
+    u = edge.updates
+    assert (u["encoder"] == "label_png").all() and "num_params" not in u  # labels go down, never weights
+    # every sample's label goes down once: 10 by the first update, then 5 per 5-s interval
+    assert list(u["num_labels_sent"]) == [10, 5, 5, 5, 5, 5]
+    assert (edge.frames["uplink_bits"] > 0).sum() == (ams.frames["uplink_bits"] > 0).sum()  # AMS's uplink
+    s = edge.summary()
+    # at 10 s the first labels are still on their way down: the edge trains from 15 s on,
+    # 5 times x 3 steps x batch 2, and runs each new model at once
+    assert np.isnan(u["loss_last"].iloc[0]) and not u["loss_last"].iloc[1:].isna().any()
+    assert s["edge_train_frames"] == 5 * 3 * 2
+    assert s["downlink_kbps"] > 0 and edge.frames["model_version"].max() == 5

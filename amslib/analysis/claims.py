@@ -113,7 +113,7 @@ def claim_runs(base: RunConfig, spans: ClaimSpans, *, synthetic: bool) -> dict[s
         runs["parked"] = ({"scheme": "ams", "video": "synthetic:parked"}, spans.ablation_s)
         runs["parked_asr"] = ({"scheme": "ams", "video": "synthetic:parked", "asr": True}, spans.ablation_s)
     runs["remote_tracking"] = ({"scheme": "remote_tracking", **baselines}, spans.baseline_s)
-    for scheme in EDGE_SCHEMES:  # 0 Kbps: the edge adapts on its own, over the whole video
+    for scheme in (*EDGE_SCHEMES, "edge_train"):  # the edge adapts on its own, or trains on labels sent down
         runs[scheme] = ({"scheme": scheme}, spans.main_s)
     return runs
 
@@ -266,12 +266,15 @@ def claim_selection(r: dict[str, RunResult]) -> Claim:
 
 
 def claim_edge(r: dict[str, RunResult]) -> Claim:
-    s = _same_span(r, ["ams", *EDGE_SCHEMES])
+    s = _same_span(r, ["ams", *EDGE_SCHEMES, "edge_train"])
     best = max(EDGE_SCHEMES, key=lambda k: s[k]["miou_window"] or -1.0)
     ams, edge = s["ams"], s[best]
     text = "; ".join(f"{k} {_pct(s[k]['miou_window'])} (0 Kbps, edge compute {s[k]['edge_compute_s_per_s']:.2f} s/s, "
                      f"flicker {_pct(s[k].get('flip_pct'))}%)" for k in EDGE_SCHEMES)
     holds = ams["miou_window"] > edge["miou_window"]
+    et = s["edge_train"]
+    text += (f"; edge_train (labels down, training on the edge) {_pct(et['miou_window'])} at {et['uplink_kbps']:.0f} up / "
+             f"{et['downlink_kbps']:.0f} down Kbps, edge compute {et['edge_compute_s_per_s']:.2f} s/s")
     return Claim("edge", f"AMS {_pct(ams['miou_window'])} at {ams['uplink_kbps']:.0f} up / {ams['downlink_kbps']:.0f} "
                  f"down Kbps, no edge training (flicker {_pct(ams.get('flip_pct'))}%); {text} ({_span_text(ams)})",
                  holds, "" if holds else f"{best} matches or beats AMS here without any network")

@@ -63,6 +63,8 @@ SCHEMES = Registry("scheme", {
     # ours: adaptation on the edge alone (0 Kbps), SPEC.md "Beyond the paper"
     "bn_adapt": "amslib.sim.schemes.edge:BnAdaptScheme",
     "tent": "amslib.sim.schemes.edge:TentScheme",
+    # ours: labels sent down, training on the edge (Shoggoth, DAC 2023)
+    "edge_train": "amslib.sim.schemes.edge:EdgeTrainScheme",
 })
 
 # Parameter-selection strategies (SPEC.md, "Mechanisms"; amslib/sim/selection.py). All but

@@ -186,7 +186,7 @@ class Simulation:
         arrived = [p for p in state.pending if p.arrival_s <= t_s + TIME_EPS_S]
         for p in sorted(arrived, key=lambda p: p.version):
             scheme.on_arrival(state, p)
-            state.version = p.version
+            state.version = max(state.version, p.version)  # a late label never rolls the version back
         state.pending = [p for p in state.pending if p.arrival_s > t_s + TIME_EPS_S]
 
     # -- the edge ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 - `bn_adapt`: every `update_interval_s` (from `first_update_s`), the edge re-estimates its
   student's BatchNorm statistics on its own last `bn_frames` frames (forward passes only; the
   weights stay as pretrained). A shift of colour and light moves the statistics first.
+- `edge_train` (see `EdgeTrainScheme`): labels from the server, training on the edge.
 - `tent` (Wang et al., ICLR 2021, "Tent: Fully Test-Time Adaptation by Entropy Minimization"):
   on every batch of frames it shows, the edge takes one Adam step that lowers the mean entropy
   of its own per-pixel predictions, changing only BatchNorm's scale and shift, with BatchNorm
@@ -14,12 +15,18 @@ passes): the summary's `edge_compute_s_per_s` under the `edge` profile (`EdgeCon
 """
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 
 from amslib.core.tf import keras, tf
 from amslib.models.pretrain import recalibrate_batchnorm
+from amslib.models.student import set_flat_weights
+from amslib.sim.codec import label_png_bytes
+from amslib.sim.schemes.ams import AmsScheme
 from amslib.sim.schemes.base import Scheme
-from amslib.sim.state import RunState
+from amslib.sim.state import Pending, RunState, Sample
 
 
 def batchnorm_layers(model: keras.Model) -> list:
@@ -103,3 +110,60 @@ class TentScheme(Scheme):
         pred, _ = self.step(frames)
         state.edge_train_frames += len(frames)
         return pred
+
+
+class EdgeTrainScheme(AmsScheme):
+    """On-device training on labels sent down (as Shoggoth, DAC 2023, does): the edge samples
+    and sends frames up as AMS does; the server labels them with the teacher and sends each
+    label down (an 8-bit PNG, as remote tracking does); every `update_interval_s` the edge
+    fine-tunes its own student (all parameters, `iterations` steps of `batch_size`) on the
+    labelled frames of the last `horizon_s` seconds it holds, and uses it at once. The
+    uplink is AMS's; the downlink carries labels, never weights; the training is the edge's."""
+
+    def start(self, state: RunState) -> None:
+        super().start(state)
+        self.held: list[Sample] = []  # labelled frames at the edge (the edge's copy of each frame)
+        self.trained = 0  # the edge's model version: its own trainings
+
+    def on_arrival(self, state: RunState, pending: Pending) -> None:
+        """A label arrived: the edge keeps it with its own copy of the frame (its model is unchanged)."""
+        self.held.append(Sample(pending.arrival_s, -1, pending.frame, pending.label, arrival_s=pending.arrival_s))
+
+    def update(self, state: RunState, t_s: float) -> dict:
+        changes = self.sim.take_policy_changes()
+        policy = replace(self.sim.adapt, strategy="full", fraction=1.0)
+        t_sent = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
+        new = [s for s in self._ready(state, t_s, t_sent) if not s.seen]
+        bits, last_arrival = 0, math.nan
+        for sample in new:  # the teacher's labels go down, one PNG each
+            sample.seen = True
+            label_bits = 8 * label_png_bytes(sample.label)
+            last_arrival = state.downlink.send(t_sent, label_bits)
+            bits += label_bits
+            state.pending.append(Pending(last_arrival, self.model_version, label=sample.label,
+                                         frame=sample.edge_frame))
+        self.held = [s for s in self.held if s.t_s >= t_s - policy.horizon_s]  # t_s: when it arrived
+        row = self._row(state, t_s, self.held, changes)
+        row.update(strategy="full", fraction=1.0, sent=bool(new), num_labels_sent=len(new), downlink_bits=bits,
+                   t_arrival_s=last_arrival, encoder="label_png", t_train_s=t_s)
+        state.next_update_s = t_s + policy.update_interval_s
+        if self.held:
+            row.update(self._train_on_edge(state, policy))
+        return row
+
+    @property
+    def model_version(self) -> int:
+        return self.trained
+
+    def _train_on_edge(self, state: RunState, policy) -> dict:
+        """K steps on the edge's labelled frames, from the model it runs; applied at once."""
+        base = state.edge_weights
+        result = self.sim.trainer.update(np.stack([s.frame for s in self.held]), np.stack([s.label for s in self.held]),
+                                         base=base, policy=policy, rng=state.rng)
+        set_flat_weights(self.sim.edge_predictor.model, result.values)
+        state.edge_weights = state.server_weights = result.values
+        self.trained += 1
+        state.version = self.trained
+        state.edge_train_frames += policy.iterations * min(policy.batch_size, len(self.held))
+        return {"loss_first": result.losses[0], "loss_last": result.losses[-1],
+                "edge_train_frames": policy.iterations * min(policy.batch_size, len(self.held))}
