@@ -150,7 +150,8 @@ def test_results_round_trip(tiny_student, students, tiny_video, tmp_path):
     assert loaded.config == result.config and loaded.classes == result.classes
     assert loaded.summary() == result.summary()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "config.json", "frames.csv", "summary.json", "updates.csv"]
+        "config.json", "frames.csv", "segments.csv", "summary.json", "updates.csv"]
+    pd.testing.assert_frame_equal(loaded.segments, result.segments, check_dtype=False)
 
 
 def test_load_result_missing_files(tmp_path):
