@@ -3,6 +3,7 @@ import math
 
 import conftest
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TinyOracle
 
