@@ -43,9 +43,10 @@ def _run_one(config, *, video=None, teacher=None, snapshots=(), students=None):
 def _table(summaries: dict[str, dict]) -> str:
     from amslib.analysis.results import SUMMARY_COLUMNS as keys  # deferred: slow import
     width = max(10, *(len(name) + 1 for name in summaries))
-    lines = [f"{'scheme':<{width}}" + "".join(f"{k:>17}" for k in keys)]
+    cols = {k: max(12, len(k) + 2) for k in keys}
+    lines = [f"{'scheme':<{width}}" + "".join(f"{k:>{cols[k]}}" for k in keys)]
     for name, s in summaries.items():
-        cells = "".join(f"{s.get(k):>17.1f}" if isinstance(s.get(k), float) else f"{str(s.get(k, '')):>17}"
+        cells = "".join(f"{s.get(k):>{cols[k]}.1f}" if isinstance(s.get(k), float) else f"{str(s.get(k, '')):>{cols[k]}}"
                         for k in keys)
         lines.append(f"{name:<{width}}" + cells)
     return "\n".join(lines)
