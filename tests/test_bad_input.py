@@ -112,7 +112,9 @@ CASES = [
      "missing.mp4"),
     # pretrain
     (["pretrain", "--init", "{root}/missing.weights.h5", "--steps", "1", "--out", "{out}/s.weights.h5"],
-     "missing.weights.h5"),
+     "--init weights not found"),
+    (["pretrain", "--init", "{root}/junk.weights.h5", "--steps", "1", "--out", "{out}/s.weights.h5"],
+     "cannot start from"),
     (["pretrain", "--video", "{root}/junk.mp4", "--teacher", "tflite:selfie", "--steps", "1",
       "--out", "{out}/s.weights.h5"], "Invalid data found"),
     # sweep and claims

@@ -224,6 +224,14 @@ def load_initial_weights(model, path: str | Path, *, exclude: tuple[str, ...] = 
     """Weights to start a pretraining from: a .weights.h5 of the same spec, or an
     original-format checkpoint (TF1 or AMS dict, with `exclude` layers left out)."""
     if str(path).endswith(".weights.h5"):
-        model.load_weights(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--init weights not found: {path}; give a .weights.h5 made by `amslib pretrain`, "
+                                    "a TF1 checkpoint prefix or an AMS dict (.pkl)")
+        try:
+            model.load_weights(path)
+        except Exception as err:  # Keras' message lists every layer: keep its first line
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"cannot start from {path} ({first}); is it a student of the same width, head "
+                                  "and classes?") from None
     else:
         import_weights(model, path, exclude=exclude)
