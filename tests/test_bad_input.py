@@ -140,7 +140,7 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(args, message, files, tm
     assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
     if "occupied" in " ".join(args):
         assert (files["root"] / "occupied" / "thesis.tex").read_text() == "precious"
-    leftovers = [p for p in Path(files["root"]).glob(".*partial*")]
+    leftovers = [*tmp_path.glob(".out*"), *Path(files["root"]).glob(".occupied*")]  # no staging folder left
     assert not leftovers, leftovers
 
 

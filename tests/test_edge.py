@@ -19,7 +19,7 @@ from amslib.sim.schemes.edge import TentStep, batchnorm_layers
 def test_flip_rates_known_answer():
     a = np.zeros((3, 2, 2), np.uint8)
     a[1, 0, 0] = 1          # one pixel of four flips
-    a[2] = 1                # then all four (three flip back from 0, one stays 1... to 1)
+    a[2] = 1                # then all four are 1: three of them flip
     np.testing.assert_allclose(metrics.flip_rates(a), [np.nan, 0.25, 0.75])
     np.testing.assert_allclose(metrics.flip_rates(a, previous=np.ones((2, 2), np.uint8)), [1.0, 0.25, 0.75])
 
@@ -33,6 +33,10 @@ def test_recovery_time_known_answer():
     never = miou.copy()
     never[20:] = 0.5
     assert np.isnan(metrics.recovery_times(t, never, np.array([20.0]))[0])
+    late = np.full(40, 0.8)
+    late[23:29] = 0.3           # a trailing window falls only 3 s after the change...
+    late[29:] = 0.8             # ...and is back at 29 s: 9 s after the change, not 0
+    np.testing.assert_allclose(metrics.recovery_times(t, late, np.array([20.0])), [9.0])
 
 
 def test_scene_changes_merge_nearby_dips():

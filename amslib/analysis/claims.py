@@ -182,10 +182,7 @@ def _strategies(r: dict[str, RunResult], key: str, names: dict[str, str]) -> Cla
     reason = ""
     if beaten:
         margin = max(others[n] for n in beaten) - gg
-        reason = (f"not above {', '.join(beaten)} (by up to {margin:.1f} points); see the first-step spread: "
-                  f"where one Adam step moves most scalars alike, ranking by it nearly ties them, and at K = "
-                  f"{adapt.iterations} steps per update which {100 * adapt.fraction:g}% of the parameters move "
-                  "may matter little on this video")
+        reason = f"not above {', '.join(beaten)} (by up to {margin:.1f} points)"  # why: evaluate_claims
     return Claim(key, f"gradient-guided {_pct(gg)} ({s[main]['downlink_kbps']:.0f} Kbps down); {text} "
                  f"({_span_text(s[main])}, fraction {adapt.fraction:g})", not beaten, reason,
                  row_conditions(r[main].config))
@@ -313,27 +310,31 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] |
                            f"{edge.train_factor:g}x that (phone-class, SPEC.md)")
         state = {"strategies": "persist", "strategies_reset": "reset"}.get(claim.key)
         measured, reason = claim.measured, claim.reason
-        if spreads and state in spreads:
-            measured += f". First Adam step ({state}): {spreads[state]['text']}"
-            if not claim.holds:
-                reason = _strategies_reason(claim.reason, spreads[state], results["ams"].config)
+        spread = (spreads or {}).get(state)
+        if spread:
+            measured += f". First Adam step ({state}): {spread['text']}"
+        if state and not claim.holds:
+            reason = f"{claim.reason}; {_strategies_cause(spread, results['ams'].config)}"
         claims.append(replace(claim, measured=measured, reason=reason, conditions=conditions))
     return claims
 
 
-def _strategies_reason(reason: str, spread: dict, config: RunConfig) -> str:
-    """Why C3 fails, from the measured first-step spread: near-ties, or not."""
-    head = reason.split(";")[0]  # "not above ... (by up to N points)"
+def _strategies_cause(spread: dict | None, config: RunConfig) -> str:
+    """Why C3 fails, from the measured first-step spread (near-ties, or not); without a
+    measured spread (a real clip), the two candidate causes."""
     a = config.adapt
+    small_k = (f"which {100 * a.fraction:g}% of the parameters move matters little at K = {a.iterations} steps per "
+               "update on this video")
+    if spread is None:
+        return ("where one Adam step moves most scalars alike, ranking by it nearly ties them; or " + small_k)
     if spread["tied"] >= 0.25:
-        return (f"{head}; ranking by one Adam step's change ties {100 * spread['tied']:.0f}% of the scalars at the "
+        return (f"ranking by one Adam step's change ties {100 * spread['tied']:.0f}% of the scalars at the "
                 "top-10% threshold (near-ties), so gradient-guided selection picks nearly at random among them")
-    return (f"{head}; not near-ties: only {100 * spread['tied']:.1f}% of the scalars tie at the threshold under this "
-            f"optimizer state, so the ranking is real; which {100 * a.fraction:g}% of the parameters move matters "
-            f"little at K = {a.iterations} steps per update on this video (every rule within a few points)")
+    return (f"not near-ties: only {100 * spread['tied']:.1f}% of the scalars tie at the threshold under this "
+            f"optimizer state, so the ranking is real; {small_k} (every rule within a few points)")
 
 
-def first_step_texts(base: RunConfig, *, t_s: float = 240.0) -> dict[str, dict]:
+def first_step_spreads(base: RunConfig, *, t_s: float = 240.0) -> dict[str, dict]:
     """{optimizer_state: {'text', 'tied'}}: how alike one Adam step moves the scalars of the update at
     `t_s` on `base`'s video (its first batch), from a fresh state and with the moments of one
     earlier update (K steps on the samples of tau seconds before): what C3's ranking ranks."""
@@ -383,7 +384,7 @@ def run_claims(base: RunConfig, *, spans: ClaimSpans = ClaimSpans(), clip: RunCo
     results = {base.video: {j.params["run"]: done[j.name] for j in jobs if not j.name.startswith("clip-")}}
     if clip is not None:
         results[clip.video] = {j.params["run"]: done[j.name] for j in jobs if j.name.startswith("clip-")}
-    spreads = first_step_texts(base) if base.video.startswith("synthetic:") else None
+    spreads = first_step_spreads(base) if base.video.startswith("synthetic:") else None
     claims = {video: evaluate_claims(runs, spreads=spreads if video == base.video else None)
               for video, runs in results.items()}
     return ClaimsReport(claims, results, base, spans, command, time.perf_counter() - tic, _load_average())

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from amslib.core.labels import LabelSet
-from amslib.core.metrics import consecutive_miou, scene_dips
+from amslib.core.metrics import consecutive_miou, scene_drops
 from amslib.data.manifest import VideoEntry
 from amslib.data.video import SYNTHETIC_PREFIX, Video, VideoError, frames_in, open_video
 from amslib.models.teachers import OracleTeacher, Teacher, read_labelled
@@ -141,7 +141,8 @@ def scene_changes(timeline: pd.DataFrame, *, drop_pct: float = 15.0, window: int
     """The dips of a `scene_change_timeline`: rows whose `miou_pct` is at least `drop_pct`
     points below the running median of the `window` rows centred on them (`baseline_pct`).
     A moving camera lowers the whole curve; a scene change is a drop below its own level."""
-    dip = scene_dips(timeline["miou_pct"], drop_pct=drop_pct, window=window)
-    baseline = timeline["miou_pct"].rolling(window, center=True, min_periods=1).median()
-    dips = timeline.assign(baseline_pct=baseline, drop_pct=baseline - timeline["miou_pct"])
-    return dips[dip].reset_index(drop=True)
+    if drop_pct <= 0:
+        raise ValueError(f"need drop_pct > 0 and window >= 1, got {drop_pct} and {window}")
+    baseline, drop = scene_drops(timeline["miou_pct"], window=window)
+    dips = timeline.assign(baseline_pct=baseline, drop_pct=drop)
+    return dips[drop >= drop_pct].reset_index(drop=True)

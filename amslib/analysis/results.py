@@ -161,10 +161,13 @@ def conditions(config: RunConfig) -> dict:
                      + (f" at {link.h264_kbps:g} Kbps per sampled frame/s" if link.uplink_codec == "h264" else ""),
            "downlink": f"{_bandwidth(link.downlink_kbps, link.downlink_trace)}, {link.update_encoder} encoder",
            "latency_s": link.latency_s}
-    if config.scheme in ("ams", "one_time"):
-        out.update(reset_to_pretrained=a.reset_to_pretrained, optimizer_state=a.optimizer_state)
-        out["training_budget"] = (f"{a.iterations} steps of {a.batch_size} frames per update" if config.scheme == "ams"
-                                  else f"{a.one_time_iterations} steps of {a.batch_size} frames, once")
+    if config.scheme in ("ams", "one_time", "edge_train"):
+        out["optimizer_state"] = a.optimizer_state
+        if config.scheme != "edge_train":  # the edge trains on from the model it runs
+            out["reset_to_pretrained"] = a.reset_to_pretrained
+        out["training_budget"] = (f"{a.one_time_iterations} steps of {a.batch_size} frames, once" if config.scheme == "one_time"
+                                  else f"{a.iterations} steps of {a.batch_size} frames per update"
+                                  + (", on the edge" if config.scheme == "edge_train" else ""))
     return out
 
 

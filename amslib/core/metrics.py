@@ -145,7 +145,8 @@ def recovery_times(t_s: np.ndarray, miou: np.ndarray, changes_s: np.ndarray, *, 
                    share: float = 0.9) -> np.ndarray:
     """(C,) seconds after each scene change at `changes_s` until the trailing-window mIoU
     `miou` (N,) at times `t_s` (N,) regains `share` of its mean over the `before_s` seconds
-    before the change: 0 if it never fell below; NaN if it never regains it (or had no level)."""
+    before the change, having fallen below it within `before_s` after the change (a trailing
+    window falls late): 0 if it did not fall; NaN if it never regains it (or had no level)."""
     t_s, miou = np.asarray(t_s, float), np.asarray(miou, float)
     out = np.full(len(changes_s), math.nan)
     for k, change in enumerate(changes_s):
@@ -153,8 +154,11 @@ def recovery_times(t_s: np.ndarray, miou: np.ndarray, changes_s: np.ndarray, *, 
         if not np.any(~np.isnan(before)):
             continue
         target = share * np.nanmean(before)
-        after = t_s >= change
-        regained = np.flatnonzero(after & (miou >= target))
+        fell = np.flatnonzero((t_s >= change) & (t_s <= change + before_s) & (miou < target))
+        if not len(fell):
+            out[k] = 0.0
+            continue
+        regained = np.flatnonzero((t_s > t_s[fell[0]]) & (miou >= target))
         if len(regained):
             out[k] = t_s[regained[0]] - change
     return out
@@ -171,11 +175,18 @@ def change_times(t_s: np.ndarray, dips: np.ndarray, *, min_gap_s: float = 20.0) 
     return np.asarray(starts)
 
 
-def scene_dips(miou_pct, *, drop_pct: float = 15.0, window: int = 31) -> np.ndarray:
-    """(N,) bool: the rows of a consecutive-label mIoU series (%, a pandas Series) at least
-    `drop_pct` points below the running median of the `window` rows centred on them. A moving
-    camera lowers the whole curve; a scene change is a drop below its own level."""
-    if drop_pct <= 0 or window < 1:
-        raise ValueError(f"need drop_pct > 0 and window >= 1, got {drop_pct} and {window}")
+def scene_drops(miou_pct, *, window: int = 31):
+    """(baseline, drop): the running median of a consecutive-label mIoU series (%, a pandas
+    Series) over the `window` rows centred on each, and how far each row falls below it.
+    A moving camera lowers the whole curve; a scene change is a drop below its own level."""
+    if window < 1:
+        raise ValueError(f"need window >= 1, got {window}")
     baseline = miou_pct.rolling(window, center=True, min_periods=1).median()
-    return ((baseline - miou_pct) >= drop_pct).to_numpy()
+    return baseline, baseline - miou_pct
+
+
+def scene_dips(miou_pct, *, drop_pct: float = 15.0, window: int = 31) -> np.ndarray:
+    """(N,) bool: the rows at least `drop_pct` points below their running median (`scene_drops`)."""
+    if drop_pct <= 0:
+        raise ValueError(f"need drop_pct > 0 and window >= 1, got {drop_pct} and {window}")
+    return (scene_drops(miou_pct, window=window)[1] >= drop_pct).to_numpy()

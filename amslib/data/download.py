@@ -710,10 +710,8 @@ def _finish(path: Path, request: Request, out_dir: Path, cut: str) -> Clip:
 
 
 def _as_download_error(err: BaseException, request: Request, out_dir: Path, log: _Log) -> DownloadError:
-    if isinstance(err, DownloadError) and err.kind not in ("other",):
-        return err  # already explained (a bad request, or a kind found before)
-    if isinstance(err, DownloadError) and classify(str(err)) == "other":
-        return err
+    if isinstance(err, DownloadError) and (err.kind != "other" or classify(str(err)) == "other"):
+        return err  # already explained: its kind is known, or its text says nothing more
     context = " ".join(log.lines[-3:])
     message = f"{err} {context}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:

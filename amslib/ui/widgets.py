@@ -366,7 +366,7 @@ class LiveApp:
         changes (the panel's own values when no run is going)."""
         if not self.running:
             return self.values()
-        adapt = {k: getattr(self.sim.adapt, k) for k in LIVE_FIELDS if hasattr(self.sim.adapt, k)}
+        adapt = {k: getattr(self.sim.adapt, k) for k in LIVE_FIELDS}
         return {**self.values(), **adapt, **self.sim.pending_changes()}
 
     def _with_dependants(self, name: str, value: Any) -> dict[str, Any]:

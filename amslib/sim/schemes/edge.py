@@ -101,7 +101,7 @@ class TentScheme(Scheme):
 
     def start(self, state: RunState) -> None:
         students = self.sim.students
-        if getattr(students, "tent", None) is None or students.tent.model is not self.sim.edge_predictor.model:
+        if students.tent is None or students.tent.model is not self.sim.edge_predictor.model:
             students.tent = TentStep(self.sim.edge_predictor.model, lr=self.sim.config.edge.tent_lr)
         students.tent.reset(lr=self.sim.config.edge.tent_lr)
         self.step = students.tent
@@ -140,7 +140,7 @@ class EdgeTrainScheme(AmsScheme):
             label_bits = 8 * label_png_bytes(sample.label)
             last_arrival = state.downlink.send(t_sent, label_bits)
             bits += label_bits
-            state.pending.append(Pending(last_arrival, self.model_version, label=sample.label,
+            state.pending.append(Pending(last_arrival, self.trained, label=sample.label,
                                          frame=sample.edge_frame))
         self.held = [s for s in self.held if s.t_s >= t_s - policy.horizon_s]  # t_s: when it arrived
         row = self._row(state, t_s, self.held, changes)
@@ -151,10 +151,6 @@ class EdgeTrainScheme(AmsScheme):
             row.update(self._train_on_edge(state, policy))
         return row
 
-    @property
-    def model_version(self) -> int:
-        return self.trained
-
     def _train_on_edge(self, state: RunState, policy) -> dict:
         """K steps on the edge's labelled frames, from the model it runs; applied at once."""
         base = state.edge_weights
@@ -164,6 +160,6 @@ class EdgeTrainScheme(AmsScheme):
         state.edge_weights = state.server_weights = result.values
         self.trained += 1
         state.version = self.trained
-        state.edge_train_frames += policy.iterations * min(policy.batch_size, len(self.held))
-        return {"loss_first": result.losses[0], "loss_last": result.losses[-1],
-                "edge_train_frames": policy.iterations * min(policy.batch_size, len(self.held))}
+        trained_frames = policy.iterations * min(policy.batch_size, len(self.held))
+        state.edge_train_frames += trained_frames  # booked on the next frame (the summary counts it there)
+        return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "edge_train_frames": trained_frames}
