@@ -4,7 +4,7 @@ and several schemes on one video with the students loaded once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,7 @@ from amslib.core.config import RunConfig
 from amslib.core.metrics import frame_counts, miou_pooled
 from amslib.models.teachers import read_labelled
 from amslib.sim.engine import Simulation
-from amslib.sim.state import FramesEvent
+from amslib.sim.state import FramesEvent, UpdateEvent
 
 
 def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], None]]:
@@ -28,7 +28,7 @@ def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], N
     def on_event(event) -> None:
         if isinstance(event, FramesEvent):
             bar.update(len(event.rows))
-        elif event.row.get("sent"):
+        elif isinstance(event, UpdateEvent) and event.row.get("sent"):
             updates[0] += 1
             bar.set_postfix(updates=updates[0])
     return on_event, bar.close
@@ -61,7 +61,9 @@ def run_simulation(sim, *, on_event: Callable | None = None, progress: bool = Fa
 
 
 def _with_forgetting(sim: Simulation, result: RunResult) -> RunResult:
-    """The result with its forgetting table, unless the run was stopped early or has no frames."""
+    """The result with the server's times and its forgetting table (unless the run was
+    stopped early or has no frames)."""
+    result = replace(result, server_times=None if sim.times.free else asdict(sim.times))
     if sim.stopped or result.frames.empty:
         return result
     return replace(result, segments=measure_forgetting(sim, result))

@@ -29,6 +29,13 @@ class UpdateEvent:
 
 
 @dataclass
+class LinksEvent:
+    """The end of a run: every hand-over to the links (Simulation.link_rows)."""
+
+    rows: list[dict]
+
+
+@dataclass
 class Sample:
     """A frame the edge sent up: `frame` is what the server decodes, `label` the teacher's."""
 
@@ -38,6 +45,7 @@ class Sample:
     label: np.ndarray
     arrival_s: float = math.inf
     seen: bool = False  # already used by an update's ASR measurement
+    labelled: bool = False  # the server's teacher has labelled it (its time was paid)
     edge_frame: np.ndarray | None = None  # the frame as the edge has it (before any codec)
 
     def __post_init__(self) -> None:
@@ -78,3 +86,6 @@ class RunState:
     last_truths: list = field(default_factory=list)  # the teacher's labels of the last second's frames
     edge_train_frames: int = 0  # frames through a training step on the edge, not booked yet
     edge_forward_frames: int = 0  # extra forward passes on the edge (beyond inference), not booked yet
+    ledger: list[dict] = field(default_factory=list)  # update rows not yet yielded (the server writes them when it runs)
+    dropped_samples: int = 0  # refused by a full uplink queue (LinkConfig.uplink_queue_s)
+    superseded: int = 0  # updates withdrawn from the downlink queue by a newer one
