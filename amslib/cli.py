@@ -116,15 +116,57 @@ def cmd_run(args: argparse.Namespace) -> None:
     video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
     if args.frame_cache:
         video = _frame_cached(video)
+    if config.server.devices > 1:
+        return _run_fleet(config, video=video, teacher=teacher, out=args.out)
     with atomic_dir(args.out, marker="config.json") as staging:  # a complete run folder, or none
         result, _, sim = _run_one(config, video=video, teacher=teacher)
         save_result(result, staging)
-    print(_table({config.scheme: result.summary()}))
-    print(f"conditions: {conditions_text(config)}")
+    summary = result.summary()
+    print(_table({config.scheme: summary}))
+    print(_delivery_line(summary))
+    print(f"conditions: {conditions_text(config, result.server_times)}")
     if sim.frames_read is not None:
         print(f"note: the video ended after {sim.frames_read} of the {sim.num_frames} frames its header "
               f"promised (a cut or damaged file?); the run covers its first {sim.frames_read / video.fps:g} s")
     out = Path(args.out)
+    print(f"wrote {out}")
+
+
+DELIVERY_KEYS = ("staleness_mean_s", "server_queue_wait_mean_s", "server_busy_s", "uplink_delivered_kbps",
+                 "downlink_delivered_kbps", "uplink_queue_max_s", "downlink_queue_max_s", "uplink_dropped_sends",
+                 "downlink_superseded")
+
+
+def _delivery_line(summary: dict) -> str:
+    """The server's and the links' numbers of a summary, as one line."""
+    return "server and links: " + ", ".join(
+        f"{k} {summary[k]:.3g}" if isinstance(summary[k], float) else f"{k} {summary[k]}"
+        for k in DELIVERY_KEYS if summary.get(k) is not None)
+
+
+def _run_fleet(config, *, video, teacher, out) -> None:
+    """`run` with devices > 1: every device's tables, the server's log, one line per device."""
+    from tqdm.auto import tqdm  # deferred: slow import
+
+    from amslib.analysis.fleet import run_fleet, save_fleet  # deferred: slow import
+    from amslib.analysis.results import conditions_text  # deferred: slow import
+
+    n = config.server.devices
+    total = n * (video.num_frames if config.max_seconds is None
+                 else min(video.num_frames, round(config.max_seconds * video.fps)))
+    bar = tqdm(total=total, desc=f"fleet of {n}", unit="frame")
+    with atomic_dir(out, marker="fleet_summary.json") as staging:
+        try:
+            fleet = run_fleet(config, video=None if config.video.startswith("synthetic:") else video, teacher=teacher,
+                              on_event=lambda k, e: bar.update(len(getattr(e, "rows", ())) if hasattr(e, "counts") else 0))
+        finally:
+            bar.close()
+        save_fleet(fleet, staging)
+    print(fleet.device_table().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    s = fleet.summary()
+    print(f"devices {s['devices']} on {s['gpus']} GPU(s), {s['scheduler']}: mIoU mean {s['miou_window']} worst "
+          f"{s['miou_window_worst']}, staleness mean {s['staleness_mean_s']} s, GPU utilisation {s['gpu_utilisation']}")
+    print(f"conditions: {conditions_text(config, fleet.server_times)}")
     print(f"wrote {out}")
 
 
@@ -201,7 +243,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         finally:
             close()
         table = sweep_table(jobs, results)
-        figures = sweep_figures(table, heatmap=EXPERIMENTS[args.experiment].heatmap, title=args.experiment)
+        experiment = EXPERIMENTS[args.experiment]
+        figures = sweep_figures(table, heatmap=experiment.heatmap, title=args.experiment, extra=experiment.figure)
         save_sweep(Sweep(args.experiment, jobs, results, table, figures), staging)
     out = Path(args.out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -340,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
     sweep = sub.add_parser("sweep", help="an experiment's grid of runs, in parallel: table and plots")
-    sweep.add_argument("experiment", help="schemes, strategies, horizon, asr or encoders")
+    sweep.add_argument("experiment", help="schemes, strategies, horizon, asr, encoders or capacity")
     _add_sweep_options(sweep)
     sweep.add_argument("--axis", nargs="*", action="extend", metavar="KEY=V1,V2",
                        help="replace the values of a grid axis, e.g. fraction=0.05,0.1")

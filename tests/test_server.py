@@ -129,3 +129,65 @@ def test_server_config_is_part_of_the_run_config_and_its_json():
     config = with_overrides(preset("laptop"), {"server_time": "fixed", "step_frame_s": "0.05", "devices": "4"})
     assert config.server == ServerConfig(server_time="fixed", step_frame_s=0.05, devices=4)
     assert type(config).from_dict(json.loads(config.to_json())) == config
+
+
+def _tiny(**overrides):
+    # AMS at 64x128 for 30 s; a slow fixed server: an update takes 10 steps x 0.5 s + 5 labels
+    return with_overrides(preset("laptop"), {"height": 64, "max_seconds": 30.0, "first_update_s": 6.0,
+                                             "update_interval_s": 6.0, "ledger_all_encoders": False,
+                                             "server_time": "fixed", "step_base_s": 0.5, "teacher_frame_s": 0.1,
+                                             **overrides})
+
+
+def test_the_ledger_has_the_servers_times_and_an_update_is_sent_when_its_training_ends():
+    result = simulate(_tiny())
+    sent = result.updates[result.updates["sent"] == True]  # noqa: E712
+    assert len(sent) >= 3
+    np.testing.assert_allclose(sent["t_end_s"] - sent["t_start_s"], 10 * 0.5 + sent["num_new_samples"] * 0.1,
+                               atol=1e-9)
+    assert (sent["t_start_s"] >= sent["t_train_s"] - 1e-9).all()
+    np.testing.assert_allclose(sent["t_arrival_s"], sent["t_end_s"])  # unlimited links: no transmission time
+    np.testing.assert_allclose(sent["staleness_s"], sent["t_arrival_s"] - sent["t_update_s"])
+    summary = result.summary()
+    assert summary["staleness_mean_s"] == pytest.approx(float(sent["staleness_s"].mean()), abs=1e-3)
+    assert summary["downlink_delivered_kbps"] <= summary["downlink_kbps"] + 1e-9
+    assert "server_time=fixed" in summary["conditions"]["server_compute"]
+    # the edge runs each update from its arrival, not from when it was scheduled
+    frames = result.frames
+    first = sent.iloc[0]
+    before = frames[frames["t_s"] < first["t_arrival_s"] - 1e-9]["model_version"]
+    assert (before == 0).all()
+
+
+def test_an_update_waits_for_the_last_one_still_training():
+    result = simulate(_tiny(step_base_s=1.0))  # 10 s of training per 6 s interval
+    sent = result.updates[result.updates["sent"] == True]  # noqa: E712
+    starts, ends = sent["t_start_s"].to_numpy(), sent["t_end_s"].to_numpy()
+    assert np.all(starts[1:] >= ends[:-1] - 1e-9)  # one device's updates never overlap
+    assert np.all(sent["t_update_s"].to_numpy()[1:] >= ends[:-1] - 1e-9)  # postponed, not piled up
+
+
+def test_a_slower_server_serves_staler_updates():
+    fast, slow = simulate(_tiny(speedup=10.0)), simulate(_tiny())
+    assert fast.summary()["staleness_mean_s"] < slow.summary()["staleness_mean_s"]
+
+
+def test_more_devices_on_one_gpu_never_raise_the_mean_accuracy():
+    from amslib.analysis.fleet import run_fleet
+
+    runs = {n: run_fleet(_tiny(devices=n, fleet_videos="same")) for n in (1, 3)}
+    one, three = runs[1].summary(), runs[3].summary()
+    assert three["miou_window"] <= one["miou_window"] + 0.5
+    assert three["staleness_mean_s"] > one["staleness_mean_s"]
+    assert three["gpu_utilisation"] > one["gpu_utilisation"]
+    server = runs[3].server
+    assert set(server["device"]) == {0, 1, 2}
+    busy = server.sort_values("t_start_s")
+    assert np.all(busy["t_start_s"].to_numpy()[1:] >= busy["t_end_s"].to_numpy()[:-1] - 1e-9)  # one GPU
+
+
+def test_a_fleet_needs_a_scheme_with_a_server():
+    from amslib.analysis.fleet import run_fleet
+
+    with pytest.raises(ConfigError, match="adapts on the edge alone"):
+        run_fleet(_tiny(devices=2, scheme="tent"))

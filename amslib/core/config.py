@@ -204,6 +204,8 @@ class ServerConfig:
     devices: int = 1
     gpus: int = 1
     scheduler: str = "fifo"
+    # a fleet on a synthetic video: each device its own street (seed + k), or all the same one
+    fleet_videos: str = "seeds"
 
     def __post_init__(self) -> None:
         allowed = (*SERVER_TIMES, *SERVER_PROFILES)
@@ -217,6 +219,7 @@ class ServerConfig:
         _check(self.gpus >= 1, f"gpus must be >= 1, got {self.gpus}")
         _check(self.scheduler in SCHEDULERS,
                f"scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'")
+        _check(self.fleet_videos in ("seeds", "same"), f"fleet_videos must be seeds or same, got '{self.fleet_videos}'")
 
 
 @dataclass(frozen=True)
