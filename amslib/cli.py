@@ -268,6 +268,8 @@ def cmd_claims(args: argparse.Namespace) -> None:
     clip = with_overrides(street, {"video": args.video}) if args.video and args.video != street.video else None
     if clip is not None and not clip.video.startswith("synthetic:") and not args.labels:
         raise ValueError(f"video '{args.video}' needs a teacher: give a label folder (--labels DIR)")
+    if args.from_runs:
+        return _claims_from_runs(args)
     spans = QUICK_SPANS if args.quick else ClaimSpans()
     total = len(claim_jobs(street, spans)) + (len(claim_jobs(clip, spans)) if clip else 0)
     on_result, close = _job_progress(total, "claims")
@@ -286,6 +288,41 @@ def cmd_claims(args: argparse.Namespace) -> None:
             print(f"[{video}] {c.key:<10} {'holds' if c.holds else 'DOES NOT HOLD'}: {c.measured}"
                   + ("" if c.holds else f" ({c.reason})"))
     print(f"wrote {path} and the runs under {args.runs}")
+
+
+def cmd_server_profile(args: argparse.Namespace) -> None:
+    from amslib.analysis.bench import machine_info  # deferred: slow import
+    from amslib.core.files import write_json  # deferred: slow import
+    from amslib.data.video import open_video_for  # deferred: slow import
+    from amslib.models.teachers import OracleTeacher  # deferred: slow import
+    from amslib.sim.engine import Students, measure_server_times  # deferred: slow import
+
+    entries = []
+    for name in args.preset or ["laptop", "paper"]:
+        config = with_overrides(preset(name), parse_set_args(args.set or []))
+        video = open_video_for(config)
+        times = measure_server_times(config, video, OracleTeacher(), Students.load(config, video))
+        entry = {"height": config.height, "width_multiplier": config.width_multiplier,
+                 "output_stride": config.output_stride, "head_channels": config.head_channels,
+                 "step_base_s": round(times.step_base_s, 5), "step_frame_s": round(times.step_frame_s, 5),
+                 "teacher_frame_s": round(times.teacher_frame_s, 5)}
+        entries.append(entry)
+        step = times.step_base_s + config.adapt.batch_size * times.step_frame_s
+        print(f"{name}: ProfileEntry({', '.join(f'{k}={v}' for k, v in entry.items())})  "
+              f"# a step of {config.adapt.batch_size}: {step:.3f} s")
+    machine = machine_info()
+    print(f"hardware: {machine['cores']} cores, {machine['cpu']}, GPUs: {', '.join(machine['gpus']) or 'none'}")
+    if args.out:
+        write_json(Path(args.out), {"hardware": machine, "entries": entries})
+        print(f"wrote {args.out}")
+
+
+def _claims_from_runs(args: argparse.Namespace) -> None:
+    from amslib.analysis.claims import load_claims, write_claims  # deferred: slow import
+
+    report = load_claims(args.runs)
+    path = write_claims(report, args.out)
+    print(f"wrote {path} from the runs under {args.runs} (made by {report.command})")
 
 
 def _claims_command(args: argparse.Namespace) -> str:
@@ -398,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--quick", action="store_true", help="short spans (a fast check, not the doc)")
     claims.add_argument("--out", default="docs/claims.md")
     claims.add_argument("--runs", default="runs/claims", help="where every run's tables go")
+    claims.add_argument("--from-runs", action="store_true",
+                        help="write --out again from the runs saved under --runs, running nothing")
     claims.set_defaults(func=cmd_claims)
 
     _add_download_parser(sub)
@@ -407,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="runs/bench.json")
     bench.add_argument("--markdown", help="also write a report (e.g. docs/BENCHMARKS.md)")
     bench.set_defaults(func=cmd_bench)
+    prof = sub.add_parser("server-profile", help="time the server's training step and teacher here: a profile "
+                          "entry for amslib/core/profiles.py, and the measured cache")
+    prof.add_argument("--preset", action="extend", nargs="+", default=None,
+                      help="presets to measure (default: laptop paper)")
+    prof.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE", help="override any parameter")
+    prof.add_argument("--out", help="also write the entries as JSON here")
+    prof.set_defaults(func=cmd_server_profile)
     return parser
 
 

@@ -87,7 +87,8 @@ def test_summary_states_the_conditions(tiny_student, students, tiny_video):
     from dataclasses import replace
     config = replace(tiny_config(tiny_student), link=LinkConfig(downlink_kbps=100.0, latency_s=0.5))
     c = run(config, tiny_video, students).summary()["conditions"]
-    assert c["server_compute"].startswith("free") and c["link_queues"].startswith("unbounded")
+    assert c["server_compute"].startswith("free") and c["link_queues"].startswith("uplink queue unbounded")
+    assert c["server_share"] == "one device on 1 GPU(s)"
     assert c["optimizer_state"] == "persist" and c["reset_to_pretrained"] is True
     assert c["uplink"] == "unlimited bandwidth, png" and c["downlink"] == "100 Kbps, original encoder"
     assert c["training_budget"] == "3 steps of 2 frames per update" and c["latency_s"] == 0.5
@@ -151,7 +152,8 @@ def test_results_round_trip(tiny_student, students, tiny_video, tmp_path):
     assert loaded.config == result.config and loaded.classes == result.classes
     assert loaded.summary() == result.summary()
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "config.json", "frames.csv", "segments.csv", "summary.json", "updates.csv"]
+        "config.json", "frames.csv", "segments.csv", "summary.json", "transfers.csv", "updates.csv"]
+    pd.testing.assert_frame_equal(loaded.transfers, result.transfers, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.segments, result.segments, check_dtype=False)
 
 

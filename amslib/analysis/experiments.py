@@ -85,6 +85,7 @@ class Experiment:
     keep: Callable[[dict], bool] = lambda params: True
     fixed: dict = field(default_factory=dict)  # parameters every run of it sets, whatever the preset
     quick_fixed: dict = field(default_factory=dict)  # and those its quick grid sets
+    defaults: dict = field(default_factory=dict)  # parameters it sets unless the base changed them
     figure: Callable | None = None  # its own figure of the table, beside the Pareto and bar plots
 
 
@@ -124,7 +125,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                "whose work takes its measured time",
                {"devices": (1, 2, 4, 8), "scheduler": SCHEDULERS, "update_interval_s": (10.0, 20.0)},
                {"devices": (1, 2, 4), "scheduler": ("fifo", "utility")},
-               fixed={"scheme": "ams", "server_time": "measured"}, quick_fixed={"max_seconds": 80.0},
+               fixed={"scheme": "ams"}, quick_fixed={"max_seconds": 80.0}, defaults={"server_time": "measured"},
                figure=lambda table, title: {"capacity": capacity_figure(table, title=title)}),
 )}
 
@@ -176,6 +177,11 @@ def parse_axes(base: RunConfig, items: dict[str, str]) -> dict[str, tuple]:
     return axes
 
 
+def _value(config: RunConfig, key: str):
+    owner, _ = _field_owner(config, key)
+    return getattr(config if owner is None else getattr(config, owner), key)
+
+
 def experiment_jobs(name: str, base: RunConfig, *, quick: bool = False,
                     axes: dict[str, Iterable] | None = None, **job_options) -> list[Job]:
     """The jobs of experiment `name` on `base`; `axes` replaces some of its value lists."""
@@ -189,6 +195,9 @@ def experiment_jobs(name: str, base: RunConfig, *, quick: bool = False,
     if "video" in grid and not base.video.startswith("synthetic:"):
         grid["video"] = ("{video}",)  # the synthetic parked scene compares nothing with a file
     fixed = {**experiment.fixed, **(experiment.quick_fixed if quick else {})}
+    untouched = with_overrides(RunConfig(), {})  # the defaults a base may have left alone
+    fixed.update({k: v for k, v in experiment.defaults.items()
+                  if _value(base, k) == _value(untouched, k) and k not in fixed})
     return grid_jobs(with_overrides(base, fixed), grid, keep=experiment.keep, **job_options)
 
 

@@ -119,8 +119,8 @@ def run_fleet(config: RunConfig, *, students: Students | None = None, teacher=No
             if on_event is not None:
                 on_event(k, event)
 
-    while any(not sim.done for sim in sims):
-        active = [k for k, sim in enumerate(sims) if not sim.done]
+    while any(not (sim.done or sim.stopped) for sim in sims):
+        active = [k for k, sim in enumerate(sims) if not (sim.done or sim.stopped)]
         behind = min(active, key=lambda k: (sims[k].now_s, k))
         t_job = server.next_start_s()
         if t_job <= sims[behind].now_s + TIME_EPS_S:  # every device has reached it: the scheduler chooses

@@ -151,6 +151,20 @@ def capacity_figure(table, *, title: str = "capacity") -> go.Figure:
     return fig
 
 
+def server_timeline_figure(server, *, title: str = "the server's GPUs") -> go.Figure:
+    """Each job a GPU ran (a fleet's `server` table) as a bar from its start to its end, one
+    row per GPU, coloured by device; the hover gives its queue wait."""
+    fig = go.Figure()
+    for k, (device, rows) in enumerate(server.groupby("device", sort=True)):
+        fig.add_bar(y=[f"GPU {g}" for g in rows["gpu"]], x=rows["t_end_s"] - rows["t_start_s"], base=rows["t_start_s"],
+                    orientation="h", name=f"device {device}", marker_color=_PALETTE[k % len(_PALETTE)],
+                    customdata=rows[["kind", "queue_wait_s"]].to_numpy(),
+                    hovertemplate="%{customdata[0]}: from %{base:.1f} s for %{x:.1f} s, after waiting %{customdata[1]:.1f} s")
+    fig.update_layout(title=title, template="plotly_white", height=180 + 40 * server["gpu"].nunique(),
+                      barmode="overlay", xaxis_title="simulated time (s)")
+    return fig
+
+
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 

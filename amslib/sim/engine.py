@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -88,6 +90,9 @@ class Simulation:
     pending_policy: dict = field(default_factory=dict)  # asked for, applied at the next update
     frames_read: int | None = None  # set when the video ended before the frames it promised
     _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # wall seconds this run spent per kind of work (video, teacher, edge_inference,
+    # server_training, encoding): the benchmark's breakdown of where a run's time goes
+    wall_s: dict = field(default_factory=dict, repr=False, compare=False)
     stopped: bool = False
 
     @classmethod
@@ -103,7 +108,7 @@ class Simulation:
         _check_video(config, video)
         if students is None or students.key != Students.key_for(config, video):
             students = Students.load(config, video)
-        times = server_times(config, measure=lambda: _measure(config, video, teacher, students))
+        times = server_times(config, measure=lambda: measure_server_times(config, video, teacher, students))
         return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students, times=times)
 
     @property
@@ -140,6 +145,15 @@ class Simulation:
             self.adapt = replace(self.adapt, **changes)
         return changes
 
+    @contextmanager
+    def timed(self, kind: str):
+        """Add the wall time of the block to `wall_s[kind]`."""
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.wall_s[kind] = self.wall_s.get(kind, 0.0) + time.perf_counter() - tic
+
     def stop(self) -> None:
         """Ask a running `run()` to end after the current batch of frames."""
         self.stopped = True
@@ -159,7 +173,8 @@ class Simulation:
         """Simulate the whole video (or `max_seconds`), yielding events as they happen; the
         last event is the links' log (`LinksEvent`)."""
         self.begin()
-        while not self.done:
+        while not self.done and not self.stopped:
+            yield from self.serve()  # before the frames: a policy changed on seeing a row applies next
             yield from self.advance()
         yield from self.finish()
 
@@ -187,12 +202,17 @@ class Simulation:
         """The time of the next frame to run."""
         return self.i / self.video.fps
 
+    def serve(self) -> list:
+        """The server's work that can start by now (a run's own server; a fleet dispatches its
+        shared one itself), and the rows it wrote."""
+        if self.owns_server:
+            self.server.dispatch(self.now_s)
+        return self._rows(self.state)
+
     def advance(self, until_s: float = math.inf) -> list:
         """One step of the run: the frames up to the next event (stopping before `until_s`),
         then the updates due. Returns its events; sets `done` after the last frame."""
         state, scheme, i, n = self.state, self.scheme, self.i, self.num_frames
-        if self.owns_server:
-            self.server.dispatch(i / self.video.fps)
         events: list = self._rows(state)
         self._apply_arrivals(state, scheme, i / self.video.fps)
         stop = self._next_boundary(state, scheme, i, n)
@@ -253,13 +273,16 @@ class Simulation:
 
     # -- the edge ----------------------------------------------------------------------
     def _run_frames(self, state: RunState, scheme: Scheme, start: int, stop: int) -> FramesEvent:
-        frames = self.video.frames(start, stop)
+        with self.timed("video"):
+            frames = self.video.frames(start, stop)
         stop = start + len(frames)
         if not len(frames):
             return FramesEvent(start=start, rows=[], counts=np.zeros((0, len(self.video.class_ids), 3), np.int64),
                                predictions=np.zeros((0, self.video.height, self.video.width), np.uint8))
-        truth = self.teacher.labels(self.video, start, stop, frames=frames)
-        pred = scheme.predict(state, start, frames)
+        with self.timed("teacher"):
+            truth = self.teacher.labels(self.video, start, stop, frames=frames)
+        with self.timed("edge_inference"):
+            pred = scheme.predict(state, start, frames)
         counts = frame_counts(truth, pred, class_ids=self.video.class_ids)
         temporal = self._temporal(state, truth, pred)
         rows = []
@@ -349,11 +372,12 @@ class Simulation:
             # the edge will hold what it had before the withdrawn updates: send their changes too
             held = self._held_weights(state)
             mask, base = mask | (held != base), held
-        encoded = encode_all(values, mask, base=base,
-                             encoders=ENCODERS.names if self.config.link.ledger_all_encoders else (chosen,))
-        sent = encoded[chosen]
-        sizes = {f"bytes_{name}": e.compressed_bytes for name, e in encoded.items()}
-        weights = decode_update(sent, base)  # what the edge will hold
+        with self.timed("encoding"):
+            encoded = encode_all(values, mask, base=base,
+                                 encoders=ENCODERS.names if self.config.link.ledger_all_encoders else (chosen,))
+            sent = encoded[chosen]
+            sizes = {f"bytes_{name}": e.compressed_bytes for name, e in encoded.items()}
+            weights = decode_update(sent, base)  # what the edge will hold
         state.server_weights = weights  # the server continues from what the edge has
         state.updates += 1
         arrival = state.downlink.send(t_s, sent.bits, tag=state.updates)
@@ -380,7 +404,7 @@ class Simulation:
         return max(queued, key=lambda p: p.version).weights if queued else state.edge_weights
 
 
-def _measure(config: RunConfig, video: Video, teacher: Teacher, students: Students) -> ServerTimes:
+def measure_server_times(config: RunConfig, video: Video, teacher: Teacher, students: Students) -> ServerTimes:
     """Time this machine's training step and teacher on the run's first frames."""
     from amslib.models.teachers import read_labelled  # deferred: only a measurement reads frames here
 

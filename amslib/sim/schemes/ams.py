@@ -172,8 +172,9 @@ class AmsScheme(Scheme):
         """Train on `samples` under `policy` and send the result at `t_s` (the ledger only records)."""
         base = self.sim.pretrained if policy.reset_to_pretrained else state.server_weights
         tic = time.perf_counter()
-        result = self.sim.trainer.update(np.stack([s.frame for s in samples]), np.stack([s.label for s in samples]),
-                                         base=base, policy=policy, rng=state.rng)
+        with self.sim.timed("server_training"):
+            result = self.sim.trainer.update(np.stack([s.frame for s in samples]), np.stack([s.label for s in samples]),
+                                             base=base, policy=policy, rng=state.rng)
         train_wall_s = time.perf_counter() - tic
         ledger = self.sim.send_model(state, t_s, result.values, result.mask, base)
         return {**ledger, "loss_first": result.losses[0], "loss_last": result.losses[-1],

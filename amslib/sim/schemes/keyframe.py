@@ -16,7 +16,10 @@ it arrives:
   frame to frame, with dense optical flow (OpenCV's Farneback). Until the first label
   arrives, the edge shows the pretrained student's output.
 
-The stride decision reaches the edge at once (a few bytes; its latency is ignored).
+The stride decision reaches the edge when the server is done with the key frame (a few
+bytes; its latency is ignored). A key frame still waiting for the server when a newer one
+arrives is dropped: the server works on the newest (with the server's time on, a queue of
+stale key frames would otherwise grow without bound).
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class KeyFrameScheme(Scheme):
         self.stride = self.initial_stride()
         self.next_key = 0
         self.last_key = -1
+        self.job: Job | None = None  # the last key frame handed to the server
 
     def initial_stride(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -97,9 +101,13 @@ class KeyFrameScheme(Scheme):
             self.next_key = max(key.index + stride, self.sim.frame_at(t_s))
 
     def submit(self, state: RunState, t_s: float, key: Sample, work) -> None:
-        """Hand the key frame's work to the server; `work(start_s)` does it and returns its end."""
-        self.sim.submit(Job(device=self.sim.device, kind="key_frame", t_request_s=t_s, ready_s=key.arrival_s,
-                            run=lambda start_s: (work(start_s), None)))
+        """Hand the key frame's work to the server (`work(start_s)` does it and returns its
+        end); an older key frame still waiting is dropped, with an unsent row that says so."""
+        if self.job is not None and self.sim.server.cancel(self.job):
+            state.ledger.append({**self.job.row, "sent": False, "superseded_by_newer": True, "t_arrival_s": math.nan})
+        row = {"update": state.updates + 1, "t_update_s": t_s, "key_frame": key.index, "num_samples": 1}
+        self.job = self.sim.submit(Job(device=self.sim.device, kind="key_frame", t_request_s=t_s, ready_s=key.arrival_s,
+                                       run=lambda start_s: (work(start_s), None), row=row))
 
     def key_row(self, state: RunState, t_s: float, key: Sample, changes: dict) -> dict:
         return {"update": state.updates + 1, "t_update_s": t_s, "key_frame": key.index,
