@@ -710,22 +710,18 @@ class LiveApp:
             self.begin()
         if self._reference_due:
             self._load_reference()
-        started = time.perf_counter()
-        try:
-            return self._advance()
-        finally:
-            self.timing.run_s += time.perf_counter() - started
-
-    def _advance(self) -> FramesEvent | UpdateEvent | None:
         if self.state == "paused":
             self._set_state("running")
         self._showing_arrival = False
+        started = time.perf_counter()
         try:
             event = self.source.advance()
         except Exception:
             self.source.close()
             self._finish("failed")
             raise
+        finally:
+            self.timing.run_s += time.perf_counter() - started  # the simulation's time; redraws book theirs
         if event is None:
             self._finish("stopped" if self.sim.stopped else "finished")
         elif self.source.arrived and self._step_to_arrival:
@@ -941,8 +937,9 @@ class LiveApp:
             return () if source.latest is None else (source.latest,)
 
     def _draw(self, *, book: bool = True) -> None:
-        """Redraw the curves, the picture and the status; book its time in `timing` (not
-        for a redraw after the run's end), and when the next throttled redraw may come."""
+        """Redraw the curves, the picture and the status; book its time in `timing` as part
+        of the run's (not for a redraw after the run's end), and when the next throttled
+        redraw may come."""
         started = time.perf_counter()
         with self._draw_lock:
             points = curve_points(self.result())
@@ -952,6 +949,7 @@ class LiveApp:
         spent = time.perf_counter() - started
         if book:
             self.timing.draw_s += spent
+            self.timing.run_s += spent
             self.timing.draws += 1
         self._next_draw = time.perf_counter() + next_draw_delay(spent, budget=self.draw_budget,
                                                                 least_s=self.refresh_s)
