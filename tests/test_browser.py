@@ -214,7 +214,7 @@ STATES = r"^(ready|loading|reference|running|pausing|paused|stopping|stopped|fin
 RECORD_STATUS = """(states) => {
   window.__amsStatus = [];
   const grab = () => {
-    for (const el of document.querySelectorAll('.widget-label')) {
+    for (const el of document.querySelectorAll('.widget-html-content')) {
       const text = el.textContent;
       if (new RegExp(states).test(text) && window.__amsStatus.at(-1) !== text) window.__amsStatus.push(text);
     }
@@ -304,7 +304,7 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
         browser = pw.chromium.launch(executable_path=chromium, args=args)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(30_000)
-        status = page.locator(".widget-label", has_text=" s of video")
+        status = page.locator(".widget-html-content", has_text=" s of video")  # the app's status line
 
         def seen() -> str:
             """What the page showed, for failure messages."""
@@ -312,7 +312,7 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             with suppress(PlaywrightError):
                 parts.append("status history: " + json.dumps(page.evaluate("window.__amsStatus || []")[-8:]))
             with suppress(PlaywrightError):
-                parts.append("status now: " + " / ".join(page.locator(".widget-label").all_inner_texts()))
+                parts.append("status now: " + " / ".join(page.locator(".widget-html-content").all_inner_texts()))
             with suppress(PlaywrightError):
                 errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr'], "
                                       ".jp-OutputArea-output[data-mime-type*='error']").all_inner_texts()

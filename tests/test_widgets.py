@@ -30,8 +30,10 @@ from amslib.ui.widgets import (
     config_with_controls,
     control_values,
     curve_points,
+    draw_points,
     frame_picture,
     ledger_table,
+    live_figure,
     next_draw_delay,
     reference_gain,
     summary_table,
@@ -115,6 +117,18 @@ def test_curve_points_hand_computed():
     np.testing.assert_allclose(p["interval_end_s"], [1.0, 1.5])
     np.testing.assert_allclose(p["interval_uplink_kbps"], [1.0, 2.0])
     np.testing.assert_allclose(p["interval_downlink_kbps"], [8.0, 0.0])
+
+
+def test_draw_points_shows_each_interval_from_its_end():
+    """The per-interval rates are read like a meter at each update: the rate of [0, 1.0) from
+    1.0 s, that of [1.0, 1.5) from 1.5 s to the last frame."""
+    fig = live_figure()
+    draw_points(fig, curve_points(hand_result()))
+    np.testing.assert_allclose(fig.data[DOWNLINK_INTERVAL].x, [1.0, 1.5, 1.5])
+    np.testing.assert_allclose(fig.data[DOWNLINK_INTERVAL].y, [8.0, 0.0, 0.0])
+    np.testing.assert_allclose(fig.data[UPLINK_INTERVAL].y, [1.0, 2.0, 2.0])
+    np.testing.assert_allclose(fig.data[MIOU].y, [50.0, np.nan, 75.0, 25.0])
+    assert len(fig.data[REFERENCE].x) == 0  # drawn apart, by draw_reference
 
 
 def test_intervals_fold_an_update_at_zero_into_the_first():

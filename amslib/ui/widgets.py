@@ -29,6 +29,7 @@ kernel at the end).
 """
 from __future__ import annotations
 
+import html
 import math
 import threading
 import time
@@ -323,7 +324,7 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     """Two rows sharing video time: trailing-window mIoU (%) over a reference run's (grey),
     with update-arrival markers; uplink/downlink Kbps averaged so far (lines) and per update
     interval (steps). Trace indices: REFERENCE, MIOU, ARRIVALS, UPLINK, DOWNLINK,
-    UPLINK_INTERVAL, DOWNLINK_INTERVAL."""
+    UPLINK_INTERVAL, DOWNLINK_INTERVAL (each interval's rate shown from its end to the next)."""
     color = SCHEME_COLORS.get(scheme, "#1f77b4")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("mIoU, trailing window (%)",
@@ -342,16 +343,18 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     fig.update_yaxes(range=[0, 100], title_text="mIoU (%)", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", title_text="Kbps", row=2, col=1)
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
-    fig.update_layout(height=520, template="plotly_white", margin=dict(t=60, b=40),
-                      legend=dict(orientation="h", y=1.14))
+    fig.update_layout(height=520, width=980, template="plotly_white", margin=dict(t=40, b=40),
+                      legend=dict(x=1.02, y=1.0))
     return go.FigureWidget(fig)
 
 
-def _steps(start: np.ndarray, end: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x, y of a step line ("hv") holding value[k] over [start[k], end[k])."""
+def _steps(end: np.ndarray, value: np.ndarray, until_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of a step line ("hv") that shows value[k], the rate over the interval ending at
+    end[k], from end[k] until the next interval ends (the last one until `until_s`): a meter
+    read at each update, so a change of `fraction` steps up where its update is marked."""
     if not len(value):
         return np.zeros(0), np.zeros(0)
-    return np.append(start, end[-1]), np.append(value, value[-1])
+    return np.append(end, max(until_s, end[-1])), np.append(value, value[-1])
 
 
 def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: tuple = ()) -> None:
@@ -363,7 +366,8 @@ def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: 
     labels = [dict(x=float(t), xref="x", y=0.98, yref="y domain", text=text, showarrow=False,
                    xanchor="left", font=dict(color=_CHANGE_COLOR, size=11))
               for t, text in zip(points["change_t_s"], points["change_text"])]
-    start, end = points["interval_start_s"], points["interval_end_s"]
+    end = points["interval_end_s"]
+    until_s = float(points["t_s"][-1]) if len(points["t_s"]) else 0.0
     with fig.batch_update():
         fig.data[MIOU].update(x=points["t_s"], y=points["miou_pct"])
         fig.data[ARRIVALS].update(x=points["arrival_t_s"], y=points["arrival_miou_pct"],
@@ -371,7 +375,7 @@ def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: 
         fig.data[UPLINK].update(x=points["t_s"], y=points["uplink_kbps"])
         fig.data[DOWNLINK].update(x=points["t_s"], y=points["downlink_kbps"])
         for trace, key in ((UPLINK_INTERVAL, "interval_uplink_kbps"), (DOWNLINK_INTERVAL, "interval_downlink_kbps")):
-            x, y = _steps(start, end, points[key])
+            x, y = _steps(end, points[key], until_s)
             fig.data[trace].update(x=x, y=y)
         fig.layout.shapes = lines
         fig.layout.annotations = (*titles, *labels)
@@ -532,7 +536,9 @@ class LiveApp:
         self.resume_button = widgets.Button(description="Resume", icon="play", disabled=True, **button)
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
                                           disabled=True, **button)
-        self.status = widgets.Label(value="ready: press Start, or Step to the first update")
+        # HTML, not a Label: a long status line wraps instead of being cut
+        self.status = widgets.HTML(value="ready: press Start, or Step to the first update",
+                                   layout=widgets.Layout(width="980px"))
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.log = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
         self.figure = live_figure(scheme=config.scheme)
@@ -977,8 +983,9 @@ class LiveApp:
             after = self.source.arrival[1]
             notes = (f"update arrived at frame {after.index} (t = {after.t_s:.2f} s): the frames just "
                      "before and after it are shown; press Step or Resume", *notes)
-        self.status.value = status_text(self.state, points, duration_s=self.sim.num_frames / fps, fps=fps,
-                                        pending=self.pending(), gain=gain, notes=notes)
+        text = status_text(self.state, points, duration_s=self.sim.num_frames / fps, fps=fps,
+                           pending=self.pending(), gain=gain, notes=notes)
+        self.status.value = html.escape(text, quote=False)
 
 
 # -- a per-class drill-down over several runs ------------------------------------------------
