@@ -440,6 +440,11 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
                 pytest.fail(f"the run ended and no update applied {change} (no such mark in the "
                             f"figure)\n{seen()}", pytrace=False)
             phase("change applied")
+            marked_at = _video_s(status.inner_text())
+            deadline = time.monotonic() + 30  # a few seconds of video on, for the picture: the downlink's step
+            while _video_s(status.inner_text()) < marked_at + 5 and time.monotonic() < deadline \
+                    and not status.inner_text().startswith("finished"):
+                time.sleep(0.5)
             screenshot(page, "live_adaptation_changed.png", panel)
 
             wait_for("() => (window.__amsStatus || []).some(t => t.startsWith('finished:'))", None,

@@ -337,9 +337,9 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     fig.add_scatter(x=[], y=[], name="uplink", mode="lines", line=dict(color=color, dash="dot"),
                     row=2, col=1)
     fig.add_scatter(x=[], y=[], name="downlink", mode="lines", line=dict(color=color), row=2, col=1)
-    step = dict(mode="lines", line_shape="hv", opacity=0.5, row=2, col=1)
-    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(color=color, dash="dot", width=1), **step)
-    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(color=color, width=1), **step)
+    step = dict(mode="lines", line_shape="hv", opacity=0.4, row=2, col=1)
+    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(color=color, dash="dot", width=3), **step)
+    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(color=color, width=3), **step)
     fig.update_yaxes(range=[0, 100], title_text="mIoU (%)", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", title_text="Kbps", row=2, col=1)
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
@@ -862,7 +862,7 @@ class LiveApp:
     def _finish(self, state: str) -> None:
         """The run ended: the last redraw, then what drawing cost it, in the status line."""
         self._set_state(state)
-        self._draw(book=True)
+        self._draw(status=False)  # its time is the run's last drawing cost; one final status line
         self._notes = (*self._notes, self.timing.text())
         self._draw_status()
 
@@ -942,7 +942,7 @@ class LiveApp:
                 return source.arrival
             return () if source.latest is None else (source.latest,)
 
-    def _draw(self, *, book: bool = True) -> None:
+    def _draw(self, *, book: bool = True, status: bool = True) -> None:
         """Redraw the curves, the picture and the status; book its time in `timing` as part
         of the run's (not for a redraw after the run's end), and when the next throttled
         redraw may come."""
@@ -951,7 +951,8 @@ class LiveApp:
             points = curve_points(self.result())
             draw_points(self.figure, points, titles=self._titles)
             self._draw_picture(count=False)
-            self._draw_status(points)
+            if status:
+                self._draw_status(points)
         spent = time.perf_counter() - started
         if book:
             self.timing.draw_s += spent
