@@ -1,6 +1,7 @@
 """LiveApp on the tiny video: the figure and the frame picture follow the run, the panel steers
 it, Step pauses where an update arrives, the reference comes from a cache, errors show."""
 import io
+import json
 import math
 import time
 from dataclasses import replace
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TinyOracle
+from PIL import Image
 
 from amslib.analysis.results import RunResult
 from amslib.core.config import ConfigError, EvalConfig, RunConfig
@@ -332,7 +334,6 @@ def test_start_runs_in_the_background_and_stop_ends_it(make_app):
 
 def shown(app: LiveApp) -> np.ndarray:
     """The frame picture the panel's Image widget holds, as (H, W, 3) pixels."""
-    from PIL import Image
     return np.asarray(Image.open(io.BytesIO(app.image.value)).convert("RGB"))
 
 
@@ -419,6 +420,23 @@ def test_reference_comes_from_the_cache_on_the_second_run(make_app, simulation_r
     second.begin()  # a new run (Start, without its thread)
     second.run_blocking()
     assert simulation_runs[3:] == ["one_time", "ams"] and second.reference_from_cache is False
+
+
+def test_a_cached_run_of_another_config_is_run_again(make_app, simulation_runs, tmp_path):
+    """A cache folder whose saved config is not the run's (a name collision, a hand edit) is
+    not trusted: the reference runs again and replaces it."""
+    first = make_app(reference="none")
+    first.cache_dir = tmp_path
+    first.run_blocking()
+    folder = next(tmp_path.iterdir())
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["seed"] += 1
+    (folder / "config.json").write_text(json.dumps(meta))
+    again = make_app(reference="none")
+    again.cache_dir = tmp_path
+    again.run_blocking()
+    assert simulation_runs == ["none", "ams", "none", "ams"] and again.reference_from_cache is False
+    assert json.loads((folder / "config.json").read_text())["config"]["seed"] == first.config.seed
 
 
 class FailsOnce(TinyOracle):
