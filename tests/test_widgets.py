@@ -18,7 +18,7 @@ from amslib.core.config import ConfigError, EvalConfig, RunConfig
 from amslib.core.labels import CITYSCAPES19
 from amslib.core.registry import SCHEMES
 from amslib.sim.engine import Simulation, Students
-from amslib.sim.state import FramesEvent, UpdateEvent
+from amslib.sim.state import FramesEvent, LinksEvent, UpdateEvent
 from amslib.ui.widgets import (
     ARRIVALS,
     DOWNLINK,
@@ -214,7 +214,7 @@ def test_run_blocking_grows_traces_to_every_frame(make_app):
     app = make_app()
     sizes = []
     while (event := app.step()) is not None:
-        assert isinstance(event, (FramesEvent, UpdateEvent))
+        assert isinstance(event, (FramesEvent, UpdateEvent, LinksEvent))  # the links' log comes last
         sizes.append(len(app.figure.data[MIOU].x))
     assert sizes == sorted(sizes) and sizes[0] < 40  # it grew, live
     result = app.run_blocking()  # the run has ended: nothing more happens

@@ -56,7 +56,7 @@ from amslib.core.labels import LabelSet
 from amslib.data.video import Video
 from amslib.models.teachers import Teacher
 from amslib.sim.engine import Simulation, Students
-from amslib.sim.state import FramesEvent, UpdateEvent
+from amslib.sim.state import FramesEvent, LinksEvent, UpdateEvent
 from amslib.ui.pictures import png, render_panel, stack
 
 # Policy fields the server can change between updates (`Simulation.set_policy`).
@@ -443,7 +443,7 @@ class LiveRun:
     def going(self) -> bool:
         return self.events is not None
 
-    def advance(self) -> FramesEvent | UpdateEvent | None:
+    def advance(self) -> FramesEvent | UpdateEvent | LinksEvent | None:
         """The run's next event, collected; None (and the run closed) once it has ended."""
         event = next(self.events, None)
         self.arrived = False
@@ -705,7 +705,7 @@ class LiveApp:
     def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def step(self) -> FramesEvent | UpdateEvent | None:
+    def step(self) -> FramesEvent | UpdateEvent | LinksEvent | None:
         """Advance the run by one event (beginning one if this app has none yet; the first
         step runs the reference); None once the run has ended. Redraws when the drawing
         budget allows, and always where `run_to_arrival` / Step pauses."""
