@@ -302,7 +302,7 @@ class Simulation:
         # edge compute booked on the batch's first frame (a scheme's own training on the edge)
         rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames)
         state.edge_train_frames = state.edge_forward_frames = 0
-        return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred)
+        return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred, frames=frames, labels=truth)
 
     def _temporal(self, state: RunState, truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
         """Per frame: how many pixels the edge's prediction and the teacher's label flip from

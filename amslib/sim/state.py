@@ -19,6 +19,8 @@ class FramesEvent:
     rows: list[dict]
     counts: np.ndarray
     predictions: np.ndarray  # (N, H, W) uint8, for live views; not stored in results
+    frames: np.ndarray | None = None  # (N, H, W, 3) uint8 as the edge read them, for live views
+    labels: np.ndarray | None = None  # (N, H, W) uint8, the teacher's, for live views
 
 
 @dataclass
