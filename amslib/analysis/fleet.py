@@ -18,6 +18,7 @@ swapped in when it runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -99,6 +100,20 @@ def run_fleet(config: RunConfig, *, students: Students | None = None, teacher=No
               on_event=None) -> FleetResult:
     """Run `config.server.devices` devices of `config` on one shared server (see the module
     docstring). `on_event(device, event)` follows it live."""
+    sims, server = fleet_simulations(config, students=students, teacher=teacher, video=video)
+    collectors = [ResultCollector(sim.config, sim.video.classes) for sim in sims]
+    for k, event in fleet_events(sims, server):
+        collectors[k].add(event)
+        if on_event is not None:
+            on_event(k, event)
+    times = None if sims[0].times.free else asdict(sims[0].times)
+    results = [replace(c.result(), server_times=times) for c in collectors]
+    return FleetResult(config, results, server_table(server), times)
+
+
+def fleet_simulations(config: RunConfig, *, students: Students | None = None, teacher=None,
+                      video=None) -> tuple[list[Simulation], Server]:
+    """The devices' simulations (one shared set of traced students) and their shared server."""
     sims: list[Simulation] = []
     distinct = config.server.fleet_videos == "seeds" and config.video.startswith("synthetic:") and video is None
     for k, device_config in enumerate(device_configs(config)):
@@ -108,17 +123,15 @@ def run_fleet(config: RunConfig, *, students: Students | None = None, teacher=No
         sims.append(sim)
     server = Server(gpus=config.server.gpus, scheduler=config.server.scheduler)
     server.before_run = _adam_swapper(sims)
+    return sims, server
+
+
+def fleet_events(sims: list[Simulation], server: Server) -> Iterator[tuple[int, object]]:
+    """Run the devices on one clock and yield (device, event) as they happen: the device
+    furthest behind runs next, never past the next moment a GPU could take a job."""
     for sim in sims:
         sim.begin(server=server)
-    collectors = [ResultCollector(sim.config, sim.video.classes) for sim in sims]
     edge_owner = None
-
-    def feed(k: int, events: list) -> None:
-        for event in events:
-            collectors[k].add(event)
-            if on_event is not None:
-                on_event(k, event)
-
     while any(not (sim.done or sim.stopped) for sim in sims):
         active = [k for k, sim in enumerate(sims) if not (sim.done or sim.stopped)]
         behind = min(active, key=lambda k: (sims[k].now_s, k))
@@ -129,14 +142,18 @@ def run_fleet(config: RunConfig, *, students: Students | None = None, teacher=No
         if edge_owner != behind:  # the one traced edge model runs this device's weights
             set_flat_weights(sims[behind].edge_predictor.model, sims[behind].state.edge_weights)
             edge_owner = behind
-        feed(behind, sims[behind].advance(until_s=t_job))
+        for event in sims[behind].advance(until_s=t_job):
+            yield behind, event
     server.dispatch(math.inf)  # work asked for before the end: its rows say when it would arrive
     for k, sim in enumerate(sims):
-        feed(k, sim.finish())
-    times = None if sims[0].times.free else asdict(sims[0].times)
-    results = [replace(c.result(), server_times=times) for c in collectors]
-    return FleetResult(config, results, pd.DataFrame(server.busy, columns=[
-        "gpu", "device", "kind", "t_request_s", "t_ready_s", "t_start_s", "t_end_s", "queue_wait_s"]), times)
+        for event in sim.finish():
+            yield k, event
+
+
+def server_table(server: Server) -> pd.DataFrame:
+    """Every job the server's GPUs ran, one row each."""
+    return pd.DataFrame(server.busy, columns=["gpu", "device", "kind", "t_request_s", "t_ready_s", "t_start_s",
+                                              "t_end_s", "queue_wait_s"])
 
 
 def _adam_swapper(sims: list[Simulation]):
