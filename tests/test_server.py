@@ -191,3 +191,14 @@ def test_a_fleet_needs_a_scheme_with_a_server():
 
     with pytest.raises(ConfigError, match="adapts on the edge alone"):
         run_fleet(_tiny(devices=2, scheme="tent"))
+
+
+def test_the_utility_scheduler_weighs_each_update_by_the_accuracy_its_device_lost():
+    from amslib.analysis.fleet import run_fleet
+
+    fleet = run_fleet(_tiny(devices=2, scheduler="utility", max_seconds=20.0))
+    for device in fleet.devices:
+        u = device.updates[device.updates["sent"] == True]  # noqa: E712
+        assert u["utility"].notna().all() and (u["utility"].abs() <= 1.0).all()
+    first = fleet.devices[0].updates["utility"].iloc[0]
+    assert first > 0  # before any update the reference is 1.0: what the pretrained model misses

@@ -214,7 +214,7 @@ def run_job(job: Job) -> RunResult | FleetResult:
     if key not in cache:
         cache.clear()  # one model pair at a time keeps a worker's memory flat
         cache[key] = Students.load(job.config, video)
-    if job.config.server.devices > 1:
+    if job.config.server.devices > 1 or "devices" in job.params:  # a capacity grid's 1 is a fleet of one
         return run_fleet(job.config, video=None if job.config.video.startswith("synthetic:") else video,
                          teacher=teacher, students=cache[key])
     return simulate(job.config, video=video, teacher=teacher, students=cache[key])

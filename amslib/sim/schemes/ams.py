@@ -11,7 +11,8 @@ import numpy as np
 
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import AdaptConfig
-from amslib.core.metrics import label_similarity
+from amslib.core.metrics import frame_counts, label_similarity, miou_pooled
+from amslib.models.student import set_flat_weights
 from amslib.sim.sampling import sample_due
 from amslib.sim.schemes.base import Scheme, server_columns
 from amslib.sim.server import Job
@@ -61,6 +62,9 @@ class AmsScheme(Scheme):
         self.rates: list[float] = []
         self.last_label: np.ndarray | None = None
         self.job: Job | None = None  # the last update handed to the server
+        # the server copy's accuracy on its newest samples right after the last update (the
+        # utility scheduler serves first the device that fell most below it; 1.0 before any)
+        self.accuracy_after = 1.0
 
     def first_update_s(self) -> float:
         return self.sim.adapt.first_update_s
@@ -162,11 +166,25 @@ class AmsScheme(Scheme):
             times = self.sim.times
             end_s = start_s + times.teacher_s(len(unlabelled)) + times.train_s(policy.iterations, policy.batch_size)
             row.update(self._train_and_send(state, end_s, samples, policy))
+            if self.sim.server.scheduler == "utility":  # what the new model reaches on its newest samples
+                self.accuracy_after = self.server_accuracy(samples)
             state.ledger.append(server_columns(row, t_s, t_ready, start_s, end_s))
             return end_s, None
 
         job = Job(device=self.sim.device, kind="update", t_request_s=t_s, ready_s=t_ready, run=run, row=row)
+        if self.sim.server.scheduler == "utility":
+            set_flat_weights(self.sim.trainer.model, state.server_weights)  # what the edge runs, as the server knows it
+            job.utility = row["utility"] = self.accuracy_after - self.server_accuracy(samples)
         self.job = self.sim.submit(job)
+
+    def server_accuracy(self, samples: list[Sample], *, newest: int = 2) -> float:
+        """The server copy's mIoU (0..1) on the `newest` samples' labels, pooled: the utility
+        scheduler's measure (Ekya's micro-profiler in spirit). Its time is not charged."""
+        recent = sorted(samples, key=lambda s: s.t_s)[-newest:]
+        pred = self.sim.students.server_predictor(np.stack([s.frame for s in recent]))
+        counts = frame_counts(np.stack([s.label for s in recent]), pred, class_ids=self.sim.video.class_ids)
+        value = miou_pooled(counts)
+        return 1.0 if math.isnan(value) else float(value)
 
     def _train_and_send(self, state: RunState, t_s: float, samples: list[Sample], policy: AdaptConfig) -> dict:
         """Train on `samples` under `policy` and send the result at `t_s` (the ledger only records)."""
