@@ -442,6 +442,18 @@ def test_a_fleet_run_draws_the_device_chosen(make_app):
     assert app.state == "finished" and not app.log.outputs
 
 
+def test_step_and_stop_buttons_in_a_fleet_run_in_the_background(make_app):
+    """The Step button pauses at the arrival of the device drawn (device 0: 11 s, frame 22);
+    Stop ends every device."""
+    app = make_app(server=ServerConfig(server_time="fixed", step_base_s=0.5, devices=2))
+    app.step_button.click()
+    assert wait_until(lambda: app.state == "paused"), app.status.value
+    assert app.source.arrival[1].index == 22 and app.device == 0 and not app.join(timeout_s=0.1)
+    app.stop_button.click()
+    assert app.join(timeout_s=30) and app.state == "stopped" and not app.running
+    assert all(run.sim.stopped and run.frames_done < 40 for run in app.fleet.runs) and not app.log.outputs
+
+
 def test_a_fleet_of_an_edge_only_scheme_is_refused_under_the_panel(make_app):
     app = make_app(scheme="tent")
     app.controls["devices"].value = 3

@@ -819,13 +819,18 @@ class LiveApp:
         """Draw device `device` of the run (what the device dropdown does): its frames, its
         curves and bandwidth from what it has collected so far, and its reference. A run
         stepping to an arrival (Step) now pauses at this device's next one."""
-        if self.fleet is None or not 0 <= device < len(self.fleet.runs):
-            n = 0 if self.fleet is None else len(self.fleet.runs)
-            raise ValueError(f"device {device} is not in the run (devices 0 to {n - 1}); "
-                             "set the devices slider and press Start for a fleet")
+        if self.fleet is None:
+            raise RuntimeError("no run yet: press Start (or call begin()) first")
+        if not 0 <= device < len(self.fleet.runs):
+            raise ValueError(f"device {device} is not in the run (devices 0 to {len(self.fleet.runs) - 1}); "
+                             "set the devices slider and press Start for a larger fleet")
         with self._draw_lock:
             self.device, self._showing_arrival = device, False
-            self._show_device_choice(len(self.fleet.runs))
+            self._syncing = True  # called directly: the dropdown follows, quietly
+            try:
+                self.device_control.value = device
+            finally:
+                self._syncing = False
             self.figure.update_xaxes(range=[0, self.sim.num_frames / self.sim.video.fps])
             draw_reference(self.figure, self.reference, name=self._reference_name)
             self._draw(book=self.running)
