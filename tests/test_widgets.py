@@ -14,7 +14,7 @@ from conftest import TinyOracle
 from PIL import Image
 
 from amslib.analysis.results import RunResult
-from amslib.core.config import ConfigError, EvalConfig, RunConfig
+from amslib.core.config import ConfigError, EvalConfig, RunConfig, ServerConfig
 from amslib.core.labels import CITYSCAPES19
 from amslib.core.registry import SCHEMES
 from amslib.sim.engine import Simulation, Students
@@ -38,6 +38,7 @@ from amslib.ui.widgets import (
     live_figure,
     next_draw_delay,
     reference_gain,
+    server_text,
     summary_table,
 )
 
@@ -62,10 +63,10 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture
 def make_app(tiny_student, students, tiny_video, cache_dir):
     """An app on the tiny video, redrawing at every step; no reference unless asked for."""
-    def make(teacher=None, *, reference="", scheme="ams", **adapt):
-        return LiveApp(replace(tiny_config(tiny_student, **adapt), scheme=scheme), video=tiny_video,
-                       teacher=teacher or TinyOracle(), students=students, refresh_s=0.0,
-                       reference=reference, cache_dir=cache_dir)
+    def make(teacher=None, *, reference="", scheme="ams", server=ServerConfig(), max_seconds=20.0, **adapt):
+        config = replace(tiny_config(tiny_student, **adapt), scheme=scheme, server=server, max_seconds=max_seconds)
+        return LiveApp(config, video=tiny_video, teacher=teacher or TinyOracle(), students=students,
+                       refresh_s=0.0, reference=reference, cache_dir=cache_dir)
     return make
 
 
@@ -157,6 +158,17 @@ def test_reference_gain_hand_computed():
     assert math.isnan(gain)
 
 
+def test_server_text_hand_computed():
+    """GPUs 2, now 10 s: job A 0-4 s (waited 0), job B 6-14 s (waited 1 s; 4 s of it by now),
+    job C starts at 12 s (not yet): 8 busy seconds of 20."""
+    busy = [{"t_start_s": 0.0, "t_end_s": 4.0, "queue_wait_s": 0.0},
+            {"t_start_s": 6.0, "t_end_s": 14.0, "queue_wait_s": 1.0},
+            {"t_start_s": 12.0, "t_end_s": 13.0, "queue_wait_s": 2.0}]
+    assert server_text(busy, gpus=2, now_s=10.0) == ("server: 2 jobs started, GPU busy 40% so far, "
+                                                     "mean queue wait 0.50 s")
+    assert server_text([], gpus=1, now_s=0.0) == "server: 0 jobs started, GPU busy 0% so far, mean queue wait 0.00 s"
+
+
 def test_next_draw_delay_keeps_drawing_within_its_budget():
     assert next_draw_delay(0.05, budget=0.1, least_s=0.3) == pytest.approx(0.45)  # 0.05 of every 0.5 s
     assert next_draw_delay(0.01, budget=0.1, least_s=0.3) == 0.3
@@ -203,8 +215,9 @@ def test_controls_round_trip_and_unlimited_downlink():
     values = control_values(config)
     assert values["downlink_kbps"] == 0.0 and values["fraction"] == 0.1
     assert config_with_controls(config, values) == config
-    changed = config_with_controls(config, {**values, "downlink_kbps": 300.0, "scheme": "none"})
-    assert changed.link.downlink_kbps == 300.0 and changed.scheme == "none"
+    changed = config_with_controls(config, {**values, "downlink_kbps": 300.0, "scheme": "none", "devices": 3})
+    assert changed.link.downlink_kbps == 300.0 and changed.scheme == "none" and changed.server.devices == 3
+    assert values["devices"] == 1 and changed.server.gpus == config.server.gpus
     with pytest.raises(ConfigError, match="fraction"):
         config_with_controls(config, {**values, "fraction": 0.0})
 
@@ -383,6 +396,69 @@ def test_policy_change_while_paused_applies_at_the_next_update(make_app):
     # the downlink per update interval shows the change at once: update 2 sends 5x the values
     down = app.figure.data[DOWNLINK_INTERVAL].y
     assert down[-1] > 2 * down[0] and not app.log.outputs
+
+
+def test_a_fleet_run_draws_the_device_chosen(make_app):
+    """Two devices on one GPU whose updates take 1 s (2 steps of 0.5 s), every 5 s from 10 s
+    over 30 s: device 0's reach it at 11, 16, 21, 26 s; device 1's wait 1 s for device 0's
+    (first in, FIFO) and arrive at 12, 17, 22, 27 s."""
+    app = make_app(reference="none", server=ServerConfig(server_time="fixed", step_base_s=0.5), max_seconds=30.0)
+    assert app.device_control.layout.display == "none"  # one device: no selector
+    app.controls["devices"].value = 2  # as a user moving the slider
+    app.begin()
+    assert app.device_control.options == (("device 0", 0), ("device 1", 1))
+    assert app.device_control.layout.display is None and app.controls["devices"].disabled
+    app.device_control.value = 1
+    before, after = app.run_to_arrival()  # Step: on past device 0's arrival (11 s) to device 1's
+    assert (before.index, after.index, after.version) == (23, 24, 1)
+    runs = app.fleet.runs
+    assert runs[0].arrival[1].index == 22 and app.source is runs[1] and app.state == "paused"
+    assert runs[1].result().frames["frame"].iloc[-1] < 24 + app.sim.config.edge_batch  # stopped in the arrival's batch
+    assert "paused, device 1 of 2 shown" in app.status.value and "update arrived at frame 24" in app.status.value
+    assert "server: 2 jobs started" in app.status.value
+    for device, arrival_s in ((1, 12.0), (0, 11.0), (1, 12.0)):  # switching redraws what that device has so far
+        app.device_control.value = device
+        np.testing.assert_allclose(app.figure.data[ARRIVALS].x, [arrival_s])
+        np.testing.assert_allclose(app.figure.data[MIOU].y, 100 * runs[device].result().window_miou())
+        np.testing.assert_allclose(app.figure.data[REFERENCE].y, 100 * app.references[device].window_miou())
+        assert app.source.latest is runs[device].latest and f"device {device} of 2" in app.status.value
+    # each device's reference is its own config (its seed) run alone on the server
+    assert [r.config.seed for r in app.references] == [run.sim.config.seed for run in runs] == [0, 1]
+    assert {r.config.server.devices for r in app.references} == {1}
+    app.set_policy(fraction=0.5)  # while paused: every device applies it at its next update (20 s)
+    assert app.pending() == {"fraction": 0.5}
+    app.run_blocking()
+    for run, first_s in zip(runs, (11.0, 12.0)):
+        rows = run.result().updates
+        np.testing.assert_allclose(rows["t_arrival_s"], first_s + np.arange(4) * 5.0)
+        assert list(rows["fraction"]) == [0.1, 0.1, 0.5, 0.5]
+        assert list(rows["policy_changes"]) == ["", "", "fraction=0.5", ""]
+    # 8 jobs of 1 s on one GPU over 30 s; device 1 waited 1 s each time
+    assert "server: 8 jobs started, GPU busy 27% so far, mean queue wait 0.50 s" in app.status.value
+    summary = app.fleet_result().summary()
+    assert summary["devices"] == 2 and summary["gpu_utilisation"] == pytest.approx(8 / 30, abs=1e-3)
+    with pytest.raises(ValueError, match="device 2 is not in the run"):
+        app.show_device(2)
+    assert app.state == "finished" and not app.log.outputs
+
+
+def test_step_and_stop_buttons_in_a_fleet_run_in_the_background(make_app):
+    """The Step button pauses at the arrival of the device drawn (device 0: 11 s, frame 22);
+    Stop ends every device."""
+    app = make_app(server=ServerConfig(server_time="fixed", step_base_s=0.5, devices=2))
+    app.step_button.click()
+    assert wait_until(lambda: app.state == "paused"), app.status.value
+    assert app.source.arrival[1].index == 22 and app.device == 0 and not app.join(timeout_s=0.1)
+    app.stop_button.click()
+    assert app.join(timeout_s=30) and app.state == "stopped" and not app.running
+    assert all(run.sim.stopped and run.frames_done < 40 for run in app.fleet.runs) and not app.log.outputs
+
+
+def test_a_fleet_of_an_edge_only_scheme_is_refused_under_the_panel(make_app):
+    app = make_app(scheme="tent")
+    app.controls["devices"].value = 3
+    app.start_button.click()
+    assert "adapts on the edge alone" in error_text(app) and app.state == "ready" and not app.running
 
 
 def test_drawing_time_is_measured(make_app):

@@ -8,16 +8,22 @@ What the panel shows:
   reaches the edge and shows the frames just before and just after it;
 * the trailing-window mIoU, with a reference scheme's curve under it (default `none`: run
   first, or read back from a cache of runs with the same config), and the gain so far;
-* uplink and downlink bandwidth per update interval and averaged from the start.
+* uplink and downlink bandwidth per update interval and averaged from the start;
+* for a fleet (the `devices` slider above 1: several edge devices sharing one server,
+  amslib/analysis/fleet.py), a `device` dropdown choosing whose frames, curves, bandwidth and
+  reference are drawn, and the shared server's jobs and GPU busy share in the status line.
 
 Redraws are throttled so that drawing costs at most `draw_budget` (10 %) of the run's wall
 time; `app.timing` records what it did cost.
 
 Pure functions come first (`curve_points`, `interval_points`, `reference_gain`,
-`frame_picture`, `config_with_controls`, `summary_table`, `ledger_table`); `LiveRun` follows
-one simulation; `LiveApp` wraps them with ipywidgets and a plotly `FigureWidget` and holds
-all the state. The panel draws one `LiveRun` (`app.source`): a run of several devices would
-hold one per device and let a selector choose which one is drawn.
+`server_text`, `frame_picture`, `config_with_controls`, `summary_table`, `ledger_table`);
+`LiveRun` follows one device's simulation; `LiveFleet` feeds a LiveRun per device from one
+stream of (device, event): one `Simulation.run()`, or `fleet_events` of a fleet on one clock;
+`LiveApp` wraps them with ipywidgets and a plotly `FigureWidget` and holds all the state. The
+panel draws one `LiveRun` (`app.source`, device `app.device` of `app.fleet`); `Step` pauses at
+an update's arrival at that device, and a policy change applies to every device at its own
+next update.
 
 `app.start()` runs the simulation on a background thread so the kernel stays free for the
 sliders; `app.step()`, `app.run_to_arrival()` and `app.run_blocking()` do the same
@@ -34,8 +40,8 @@ import math
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from amslib.analysis.fleet import FleetResult, fleet_events, fleet_simulations, server_table
 from amslib.analysis.plots import SCHEME_COLORS, class_timeline_figure, cumulative_kbps
 from amslib.analysis.results import ResultCollector, RunResult
 from amslib.analysis.runs import cached_run
@@ -56,14 +63,16 @@ from amslib.core.labels import LabelSet
 from amslib.data.video import Video
 from amslib.models.teachers import Teacher
 from amslib.sim.engine import Simulation, Students
+from amslib.sim.server import Server
 from amslib.sim.state import FramesEvent, LinksEvent, UpdateEvent
 from amslib.ui.pictures import png, render_panel, stack
 
 # Policy fields the server can change between updates (`Simulation.set_policy`).
 LIVE_FIELDS = ("strategy", "fraction", "update_interval_s", "horizon_s", "iterations", "lr",
                "sample_rate_fps", "asr", "atr")
-# Fields fixed for a whole run (the scheme and the link): read at Start, locked while running.
-START_FIELDS = ("scheme", "downlink_kbps", "latency_s")
+# Fields fixed for a whole run (the scheme, the link, the fleet's size): read at Start, locked while running.
+START_FIELDS = ("scheme", "downlink_kbps", "latency_s", "devices")
+MAX_DEVICES = 8  # the devices slider's top: a fleet the panel can still step through by hand
 LEDGER_COLUMNS = ("update", "t_update_s", "t_arrival_s", "num_samples", "strategy", "fraction",
                   "num_sent", "mask_bytes", "value_bytes", "compressed_bytes", "policy_changes")
 # Trace order in the live figure: the reference first, so its curve lies under the live one.
@@ -74,10 +83,11 @@ NO_REFERENCE = ""  # the reference dropdown's "(no reference)"
 
 # -- pure functions ------------------------------------------------------------------------
 def control_values(config: RunConfig) -> dict[str, Any]:
-    """The policy panel's values for `config` (an unlimited downlink, None, shows as 0)."""
+    """The policy panel's values for `config` (an unlimited downlink, None, shows as 0;
+    `devices` is ServerConfig.devices, the edge devices sharing the server)."""
     values: dict[str, Any] = {name: getattr(config.adapt, name) for name in LIVE_FIELDS}
     values.update(scheme=config.scheme, downlink_kbps=config.link.downlink_kbps or 0.0,
-                  latency_s=config.link.latency_s)
+                  latency_s=config.link.latency_s, devices=config.server.devices)
     return values
 
 
@@ -94,7 +104,8 @@ def config_with_controls(config: RunConfig, values: dict[str, Any]) -> RunConfig
         link["downlink_kbps"] = None
     return replace(config, scheme=values.get("scheme", config.scheme),
                    adapt=replace(config.adapt, **{k: v for k, v in values.items() if k in LIVE_FIELDS}),
-                   link=replace(config.link, **link))
+                   link=replace(config.link, **link),
+                   server=replace(config.server, devices=values.get("devices", config.server.devices)))
 
 
 def _sent_updates(updates: pd.DataFrame) -> pd.DataFrame:
@@ -216,6 +227,19 @@ def status_text(state: str, points: dict[str, np.ndarray], *, duration_s: float,
         parts.append("pending: " + ", ".join(f"{k}={v}" for k, v in pending.items())
                      + " (applies at the next update)")
     return " | ".join((*parts, *notes))
+
+
+def server_text(busy: list[dict], *, gpus: int, now_s: float) -> str:
+    """A fleet's shared server so far, for the status line: the jobs a GPU has started by
+    `now_s`, the share of the GPUs' time from 0 to `now_s` they kept busy, and their mean
+    wait in the queue. `busy`: `Server.busy`, one dict per job (t_start_s, t_end_s,
+    queue_wait_s; a job started by now may end after it: only its part up to now counts)."""
+    started = [job for job in busy if job["t_start_s"] <= now_s + TIME_EPS_S]
+    busy_s = sum(max(0.0, min(job["t_end_s"], now_s) - job["t_start_s"]) for job in started)
+    share = busy_s / (gpus * now_s) if now_s > 0 else 0.0
+    wait_s = float(np.mean([job["queue_wait_s"] for job in started])) if started else 0.0
+    return (f"server: {len(started)} jobs started, GPU busy {100 * share:.0f}% so far, "
+            f"mean queue wait {wait_s:.2f} s")
 
 
 def next_draw_delay(draw_s: float, *, budget: float, least_s: float) -> float:
@@ -421,40 +445,35 @@ def make_controls(config: RunConfig) -> dict[str, widgets.ValueWidget]:
         "downlink_kbps": text(widgets.BoundedFloatText, "downlink_kbps", min=0.0, max=1e6, step=50.0,
                               description_tooltip="0 = unlimited"),
         "latency_s": text(widgets.BoundedFloatText, "latency_s", min=0.0, max=60.0, step=0.05),
+        "devices": widgets.IntSlider(value=v["devices"], min=1, max=max(MAX_DEVICES, v["devices"]),
+                                     continuous_update=False, description="devices",
+                                     description_tooltip="edge devices sharing the server (a fleet run)", **common),
     }
 
 
 class LiveRun:
-    """One simulation followed live: its events, its tables so far, and the frames to show:
-    the last frame run (`latest`) and, once an update has reached the edge, the frames just
-    before and just after the last such arrival (`arrival`). `advance()` steps it; the panel
-    draws one LiveRun, read under `lock` while another thread advances it."""
+    """One device's simulation followed live: its tables so far, and the frames to show: the
+    last frame run (`latest`) and, once an update has reached the edge, the frames just before
+    and just after the last such arrival (`arrival`). A `LiveFleet` feeds it its events
+    (`add`); the panel draws one LiveRun, read under `lock` while another thread adds."""
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         self.collector = ResultCollector(sim.config, sim.video.classes)
-        self.events = sim.run()  # None once the run has ended
         self.latest: FrameView | None = None
         self.arrival: tuple[FrameView, FrameView] | None = None
-        self.arrived = False  # did the last advance() see an update reach the edge?
+        self.arrived = False  # did the last event added show an update reaching the edge?
+        self.frames_done = 0  # frames run so far (the device's video time is frames_done / fps)
         self.lock = threading.Lock()
 
-    @property
-    def going(self) -> bool:
-        return self.events is not None
-
-    def advance(self) -> FramesEvent | UpdateEvent | LinksEvent | None:
-        """The run's next event, collected; None (and the run closed) once it has ended."""
-        event = next(self.events, None)
+    def add(self, event: FramesEvent | UpdateEvent | LinksEvent) -> None:
+        """Collect the run's next event, and see its frames."""
         self.arrived = False
-        if event is None:
-            self.events = None
-            return None
         with self.lock:
             self.collector.add(event)
             if isinstance(event, FramesEvent):
+                self.frames_done = event.start + len(event.rows)
                 self._see(frame_views(event, self.sim.video.fps))
-        return event
 
     def _see(self, views: list[FrameView]) -> None:
         """Keep the last frame, and the (before, after) frames where the model version moved
@@ -467,15 +486,74 @@ class LiveRun:
         if views:
             self.latest = views[-1]
 
+    def result(self) -> RunResult:
+        with self.lock:
+            return self.collector.result()
+
+
+class LiveFleet:
+    """The edge devices of one run followed live, a LiveRun each (`runs[k]` is device k's),
+    fed from one stream of (device, event): for a run of one device its own
+    `Simulation.run()` (`server` None), for a fleet `analysis.fleet.fleet_events`, the
+    devices on one clock sharing `server`. `advance()` steps it."""
+
+    def __init__(self, sims: list[Simulation], server: Server | None = None) -> None:
+        if server is None and len(sims) != 1:
+            raise ValueError(f"{len(sims)} devices share one server: pass the Server of fleet_simulations")
+        self.runs = tuple(LiveRun(sim) for sim in sims)
+        self.server = server
+        self.events: Iterator | None = _device_zero(sims[0]) if server is None else fleet_events(sims, server)
+
+    @property
+    def going(self) -> bool:
+        return self.events is not None
+
+    @property
+    def stopped(self) -> bool:
+        return any(run.sim.stopped for run in self.runs)
+
+    @property
+    def now_s(self) -> float:
+        """The fleet's clock: the video time every device has run to."""
+        return min(run.frames_done / run.sim.video.fps for run in self.runs)
+
+    def advance(self) -> tuple[int, FramesEvent | UpdateEvent | LinksEvent] | None:
+        """The next (device, event), added to that device's LiveRun (only its `arrived` may
+        be set); None (and the run closed) once it has ended."""
+        item = next(self.events, None)
+        for run in self.runs:
+            run.arrived = False
+        if item is None:
+            self.events = None
+            return None
+        self.runs[item[0]].add(item[1])
+        return item
+
+    def set_policy(self, **changes: Any) -> None:
+        """The same policy change for every device, each applying it at its own next update."""
+        for run in self.runs:
+            run.sim.set_policy(**changes)
+
+    def stop(self) -> None:
+        """Ask every device to end after its current batch of frames."""
+        for run in self.runs:
+            run.sim.stop()
+
     def close(self) -> None:
         """End the run here (its generator is closed; nothing more is simulated)."""
         if self.events is not None:
             self.events.close()
             self.events = None
 
-    def result(self) -> RunResult:
-        with self.lock:
-            return self.collector.result()
+
+def _device_zero(sim: Simulation) -> Iterator[tuple[int, FramesEvent | UpdateEvent | LinksEvent]]:
+    """(0, event) for each event of `sim.run()`; closing this closes the run."""
+    events = sim.run()
+    try:
+        for event in events:
+            yield 0, event
+    finally:
+        events.close()
 
 
 class LiveApp:
@@ -483,8 +561,12 @@ class LiveApp:
 
     `video`, `teacher` and `students` (an `engine.Students`) are passed to
     `Simulation.create`; the students it loads are kept, so a second Start skips loading and
-    tracing. `reference`: the scheme whose run is drawn under the live curve ('' for none),
-    read from / saved to `cache_dir` (default `<data root>/runs`, keyed by `runs.run_key`).
+    tracing. With the `devices` slider above 1 the run is a fleet (`analysis.fleet`: each
+    device its own seed, and on a synthetic video its own street, unless `video` is given) and
+    the `device` dropdown chooses the device drawn (`app.device`, `app.source`).
+    `reference`: the scheme whose run is drawn under the live curve ('' for none), one per
+    device (each run alone on that device's config and video), read from / saved to
+    `cache_dir` (default `<data root>/runs`, keyed by `runs.run_key`).
     `refresh_s`: least wall time between two redraws; `draw_budget`: the most of the run's
     wall time that redraws may take (the last redraw, and those at a pause, always happen).
     """
@@ -497,13 +579,15 @@ class LiveApp:
         self.config, self.refresh_s, self.draw_budget = config, refresh_s, draw_budget
         self.cache_dir = Path(cache_dir) if cache_dir is not None else data_root() / "runs"
         self._video, self._teacher, self._students = video, teacher, students
-        self.source: LiveRun | None = None  # the run drawn
-        self.reference: RunResult | None = None
-        self.reference_from_cache: bool | None = None  # None: no reference (yet)
+        self._video_given = video is not None  # a fleet's devices share it (else each opens its own)
+        self.fleet: LiveFleet | None = None  # the run: a LiveRun per device (one without a fleet)
+        self.device = 0  # the device drawn
+        self.references: list[RunResult] = []  # the reference run of each device
+        self.reference_from_cache: bool | None = None  # None: no reference (yet); True: every one read back
         self._reference_name = NO_REFERENCE
         self._reference_due = False  # loaded by the run's first step, on the run's thread
         self._reference_sim: Simulation | None = None  # while the reference runs (Stop stops it)
-        self._reference_pct = np.zeros(0)
+        self._reference_pct: list[np.ndarray] = []  # per device, its trailing-window mIoU (%)
         self.state = "ready"  # ready, running, paused, stopped, finished or failed
         self.timing = DrawTiming()
         self._thread: threading.Thread | None = None
@@ -528,6 +612,10 @@ class LiveApp:
             style={"description_width": "150px"}, layout=widgets.Layout(width="340px"))
         self.show_errors = widgets.Checkbox(value=False, description="error mask", indent=False,
                                             layout=widgets.Layout(width="120px"))
+        # which device of a fleet run is drawn; shown once a run of several devices begins
+        self.device_control = widgets.Dropdown(options=[("device 0", 0)], value=0, description="device",
+                                               style={"description_width": "50px"},
+                                               layout=widgets.Layout(width="160px", display="none"))
         button = dict(layout=widgets.Layout(width="96px"))
         self.start_button = widgets.Button(description="Start", icon="play", button_style="success", **button)
         self.step_button = widgets.Button(description="Step", icon="step-forward", **button,
@@ -548,11 +636,11 @@ class LiveApp:
     def _layout(self) -> widgets.Box:
         c = self.controls
         left = widgets.VBox([c[n] for n in ("scheme", "strategy", "fraction", "iterations", "lr")]
-                            + [self.reference_control])
+                            + [self.reference_control, c["devices"]])
         right = widgets.VBox([c[n] for n in ("update_interval_s", "horizon_s", "sample_rate_fps",
                                              "downlink_kbps", "latency_s", "asr", "atr")])
         buttons = widgets.HBox([self.start_button, self.step_button, self.pause_button, self.resume_button,
-                                self.stop_button, self.show_errors])
+                                self.stop_button, self.show_errors, self.device_control])
         return widgets.VBox([widgets.HBox([left, right]), buttons, self.status, self.image, self.figure,
                              self.log])
 
@@ -565,6 +653,8 @@ class LiveApp:
                                (self.stop_button, self.stop)):
             button.on_click(guarded(lambda _, action=action: action(), self.show_error))
         self.show_errors.observe(guarded(lambda _: self._draw_picture(), self.show_error), names="value")
+        self.device_control.observe(guarded(lambda change: self._on_device(change["new"]), self.show_error),
+                                    names="value")
 
     def show_error(self, err: BaseException) -> None:
         """Append `err` to the log Output: a ConfigError as its message, else its traceback."""
@@ -579,12 +669,22 @@ class LiveApp:
     @property
     def running(self) -> bool:
         """A run is going: stepping, or paused."""
-        return self.source is not None and self.source.going
+        return self.fleet is not None and self.fleet.going
+
+    @property
+    def source(self) -> LiveRun | None:
+        """The device drawn: its LiveRun (None before the first run)."""
+        return None if self.fleet is None else self.fleet.runs[self.device]
 
     @property
     def sim(self) -> Simulation | None:
         """The simulation drawn (None before the first run)."""
         return None if self.source is None else self.source.sim
+
+    @property
+    def reference(self) -> RunResult | None:
+        """The reference run of the device drawn (None: no reference, or not run yet)."""
+        return self.references[self.device] if self.device < len(self.references) else None
 
     def set_policy(self, **changes: Any) -> None:
         """Change policy values as if their widgets were moved. While a run is going, they
@@ -595,7 +695,7 @@ class LiveApp:
             changes["downlink_kbps"] = 0.0  # the panel shows unlimited as 0
         self._check_panel(changes)
         if self.running:
-            self.sim.set_policy(**changes)  # validated now, applied by the run at its next update
+            self.fleet.set_policy(**changes)  # validated now, applied by each device at its next update
         else:
             config_with_controls(self.config, {**self.values(), **changes})  # validates
         self._syncing = True
@@ -629,7 +729,7 @@ class LiveApp:
         changes = self._with_dependants(name, value)
         try:
             if self.running and name in LIVE_FIELDS:
-                self.sim.set_policy(**changes)  # validated now (with what is pending), applied at the next update
+                self.fleet.set_policy(**changes)  # validated now (with what is pending), applied at each next update
             else:
                 config_with_controls(self.config, {**self.values(), **changes})  # shows a bad value at once
         except Exception:
@@ -669,7 +769,7 @@ class LiveApp:
             self._syncing = False
 
     def pending(self) -> dict[str, Any]:
-        """Policy changes asked for and not yet applied by an update."""
+        """Policy changes asked for and not yet applied by an update (of the device drawn)."""
         return {} if self.sim is None else self.sim.pending_changes()
 
     # -- running -----------------------------------------------------------------------
@@ -680,18 +780,64 @@ class LiveApp:
         self._check_not_running()
         config = config_with_controls(self.config, self.values())
         self.status.value = "loading the video and the students..."
-        sim = Simulation.create(config, video=self._video, teacher=self._teacher, students=self._students)
-        self._video, self._students = sim.video, sim.students
-        self.source = LiveRun(sim)
+        self.fleet = self._new_fleet(config)
+        n = len(self.fleet.runs)
         self._reference_name = self.reference_control.value
         self._reference_due = bool(self._reference_name)
-        self.reference, self.reference_from_cache, self._reference_pct = None, None, np.zeros(0)
+        self.references, self.reference_from_cache, self._reference_pct = [], None, []
         self.timing, self._notes, self._showing_arrival = DrawTiming(), (), False
+        self.device = self.device if self.device < n else 0  # the device drawn last time, if the fleet has it
+        self._show_device_choice(n)
         self._go.set()
         self._set_state("running")
-        self.figure.update_xaxes(range=[0, sim.num_frames / sim.video.fps])
+        self.figure.update_xaxes(range=[0, self.sim.num_frames / self.sim.video.fps])
         draw_reference(self.figure, None)
         self._draw()
+
+    def _new_fleet(self, config: RunConfig) -> LiveFleet:
+        """One device's `Simulation`, or a fleet's simulations and their shared server."""
+        if config.server.devices == 1:
+            sim = Simulation.create(config, video=self._video, teacher=self._teacher, students=self._students)
+            self._video, self._students = sim.video, sim.students
+            return LiveFleet([sim])
+        sims, server = fleet_simulations(config, video=self._video if self._video_given else None,
+                                         teacher=self._teacher, students=self._students)
+        self._students = sims[0].students
+        return LiveFleet(sims, server)
+
+    def _show_device_choice(self, n: int) -> None:
+        """The device dropdown lists the run's `n` devices (hidden for a run of one)."""
+        self._syncing = True
+        try:
+            self.device_control.options = [(f"device {k}", k) for k in range(n)]
+            self.device_control.value = self.device
+        finally:
+            self._syncing = False
+        self.device_control.layout.display = None if n > 1 else "none"
+
+    def show_device(self, device: int) -> None:
+        """Draw device `device` of the run (what the device dropdown does): its frames, its
+        curves and bandwidth from what it has collected so far, and its reference. A run
+        stepping to an arrival (Step) now pauses at this device's next one."""
+        if self.fleet is None:
+            raise RuntimeError("no run yet: press Start (or call begin()) first")
+        if not 0 <= device < len(self.fleet.runs):
+            raise ValueError(f"device {device} is not in the run (devices 0 to {len(self.fleet.runs) - 1}); "
+                             "set the devices slider and press Start for a larger fleet")
+        with self._draw_lock:
+            self.device, self._showing_arrival = device, False
+            self._syncing = True  # called directly: the dropdown follows, quietly
+            try:
+                self.device_control.value = device
+            finally:
+                self._syncing = False
+            self.figure.update_xaxes(range=[0, self.sim.num_frames / self.sim.video.fps])
+            draw_reference(self.figure, self.reference, name=self._reference_name)
+            self._draw(book=self.running)
+
+    def _on_device(self, device: int) -> None:
+        if not self._syncing:
+            self.show_device(device)
 
     def _check_not_running(self) -> None:
         if self.running:
@@ -707,11 +853,12 @@ class LiveApp:
 
     def step(self) -> FramesEvent | UpdateEvent | LinksEvent | None:
         """Advance the run by one event (beginning one if this app has none yet; the first
-        step runs the reference); None once the run has ended. Redraws when the drawing
-        budget allows, and always where `run_to_arrival` / Step pauses."""
+        step runs the reference); None once the run has ended. In a fleet the event is any
+        device's (`fleet.runs[k]` has collected it). Redraws when the drawing budget allows,
+        and always where `run_to_arrival` / Step pauses."""
         self._check_no_other_thread()
         if not self.running:
-            if self.source is not None:
+            if self.fleet is not None:
                 return None
             self.begin()
         if self._reference_due:
@@ -721,16 +868,17 @@ class LiveApp:
         self._showing_arrival = False
         started = time.perf_counter()
         try:
-            event = self.source.advance()
+            item = self.fleet.advance()
         except Exception:
-            self.source.close()
+            self.fleet.close()
             self._finish("failed")
             raise
         finally:
             self.timing.run_s += time.perf_counter() - started  # the simulation's time; redraws book theirs
+        event = None if item is None else item[1]
         if event is None:
-            self._finish("stopped" if self.sim.stopped else "finished")
-        elif self.source.arrived and self._step_to_arrival:
+            self._finish("stopped" if self.fleet.stopped else "finished")
+        elif self.source.arrived and self._step_to_arrival:  # only the device drawn: Step waits for its arrival
             self._pause_at_arrival()
         elif time.perf_counter() >= self._next_draw:
             self._draw()
@@ -745,9 +893,9 @@ class LiveApp:
         self._draw()
 
     def run_to_arrival(self) -> tuple[FrameView, FrameView] | None:
-        """What Step does, synchronously: step until an update reaches the edge, pause there,
-        and return the frames just before and just after it; None if the run ended first.
-        Policy changes made now apply at the next update."""
+        """What Step does, synchronously: step until an update reaches the edge (in a fleet,
+        the edge of the device drawn), pause there, and return the frames just before and just
+        after it; None if the run ended first. Policy changes made now apply at the next update."""
         self._check_no_other_thread()
         self._step_to_arrival = True
         try:
@@ -834,7 +982,7 @@ class LiveApp:
             self.show_error(err)
         finally:
             if self.running:  # whatever failed, the panel goes back to a usable, idle state
-                self.source.close()
+                self.fleet.close()
                 self._set_state("failed")
 
     def stop(self) -> None:
@@ -842,14 +990,14 @@ class LiveApp:
         for it), one stepped by hand or paused at once."""
         if not self.running:
             return
-        self.sim.stop()
+        self.fleet.stop()
         if self._reference_sim is not None:
             self._reference_sim.stop()
         if self._thread_alive():
             self.status.value = "stopping after the current batch of frames..."
             self._go.set()  # a paused thread wakes, and its run ends
         else:
-            self.source.close()
+            self.fleet.close()
             self._finish("stopped")
 
     def join(self, timeout_s: float | None = None) -> bool:
@@ -879,17 +1027,20 @@ class LiveApp:
 
     # -- the reference -----------------------------------------------------------------
     def _load_reference(self) -> None:
-        """Run the reference scheme on the live run's config (or read it from the cache) and
-        draw it. A failure is shown under the panel; the live run goes on without it."""
+        """Run the reference scheme on each device's config, alone (or read it from the
+        cache), and draw the one of the device drawn. A failure is shown under the panel; the
+        live run goes on without a reference."""
         self._reference_due, name = False, self._reference_name
+        references, from_cache = [], []
         try:
-            sim = Simulation.create(replace(self.sim.config, scheme=name), video=self._video,
-                                    teacher=self._teacher, students=self._students)
-            self._reference_sim = sim
-            self.status.value = f"reference: running {name} first (cached for the next Start)..."
-            self.reference, self.reference_from_cache = cached_run(
-                sim, cache_dir=self.cache_dir, on_event=self._reference_progress(sim))
-            self._reference_pct = 100.0 * self.reference.window_miou()
+            for k, live in enumerate(self.fleet.runs):
+                if self.fleet.stopped:  # Stop pressed while the references ran
+                    break
+                reference, cached = self._run_reference(live.sim, name, device=k)
+                references.append(reference)
+                from_cache.append(cached)
+            self.references, self.reference_from_cache = references, all(from_cache)
+            self._reference_pct = [100.0 * r.window_miou() for r in references]
         except Exception as err:  # noqa: BLE001 - shown under the panel; the live run goes on
             self.log.append_stderr(f"the reference run ({name}) failed; the live run goes on without it:\n")
             self.show_error(err)
@@ -899,7 +1050,17 @@ class LiveApp:
         with self._draw_lock:
             draw_reference(self.figure, self.reference, name=name)
 
-    def _reference_progress(self, sim: Simulation) -> Callable:
+    def _run_reference(self, sim: Simulation, name: str, *, device: int) -> tuple[RunResult, bool]:
+        """The `name` run of `sim`'s config and video, alone on the server: (its result, read
+        from the cache?). A fleet's device k runs its own reference (its seed, its street)."""
+        config = replace(sim.config, scheme=name, server=replace(sim.config.server, devices=1))
+        reference = Simulation.create(config, video=sim.video, teacher=self._teacher, students=self._students)
+        self._reference_sim = reference
+        of = f" for device {device}" if len(self.fleet.runs) > 1 else ""
+        self.status.value = f"reference: running {name}{of} first (cached for the next Start)..."
+        return cached_run(reference, cache_dir=self.cache_dir, on_event=self._reference_progress(reference, of))
+
+    def _reference_progress(self, sim: Simulation, of: str = "") -> Callable:
         """on_event for the reference run: its progress in the status line, every second."""
         done, last = [0], [0.0]
 
@@ -908,8 +1069,9 @@ class LiveApp:
                 done[0] += len(event.rows)
                 if time.monotonic() - last[0] >= 1.0:
                     last[0] = time.monotonic()
-                    self.status.value = (f"reference: running {sim.config.scheme} first, {done[0] / sim.video.fps:.1f}"
-                                         f" / {sim.num_frames / sim.video.fps:.1f} s of video (cached for the next Start)")
+                    self.status.value = (f"reference: running {sim.config.scheme}{of} first, "
+                                         f"{done[0] / sim.video.fps:.1f} / {sim.num_frames / sim.video.fps:.1f} s "
+                                         "of video (cached for the next Start)")
         return on_event
 
     # -- results and drawing -----------------------------------------------------------
@@ -918,6 +1080,16 @@ class LiveApp:
         if self.source is None:
             return ResultCollector(self.config, ()).result()
         return self.source.result()
+
+    def fleet_result(self) -> FleetResult:
+        """Every device's tables so far and the shared server's log (one row per job a GPU
+        ran), as `analysis.fleet.run_fleet` returns them; a run of one device is a fleet of one."""
+        if self.fleet is None:
+            raise RuntimeError("no run yet: press Start (or call begin()) first")
+        sim = self.fleet.runs[0].sim  # device 0 runs the panel's config (seed + 0)
+        server = pd.DataFrame() if self.fleet.server is None else server_table(self.fleet.server)
+        times = None if sim.times.free else asdict(sim.times)
+        return FleetResult(sim.config, [run.result() for run in self.fleet.runs], server, times)
 
     def snapshot(self) -> go.Figure:
         """A static copy of the live figure (it stays visible in a saved notebook)."""
@@ -977,14 +1149,19 @@ class LiveApp:
         fps = self.sim.video.fps
         gain = None
         if self.reference is not None:
-            gain = (self._reference_name, *reference_gain(points["t_s"], points["miou_pct"], self._reference_pct,
+            gain = (self._reference_name, *reference_gain(points["t_s"], points["miou_pct"],
+                                                          self._reference_pct[self.device],
                                                           warmup_s=self.sim.config.eval.warmup_s))
-        notes = self._notes
+        notes, state = self._notes, self.state
         if self._showing_arrival and self.source.arrival is not None:
             after = self.source.arrival[1]
             notes = (f"update arrived at frame {after.index} (t = {after.t_s:.2f} s): the frames just "
                      "before and after it are shown; press Step or Resume", *notes)
-        text = status_text(self.state, points, duration_s=self.sim.num_frames / fps, fps=fps,
+        fleet = self.fleet
+        if fleet.server is not None:
+            state = f"{state}, device {self.device} of {len(fleet.runs)} shown"
+            notes = (server_text(list(fleet.server.busy), gpus=fleet.server.gpus, now_s=fleet.now_s), *notes)
+        text = status_text(state, points, duration_s=self.sim.num_frames / fps, fps=fps,
                            pending=self.pending(), gain=gain, notes=notes)
         self.status.value = html.escape(text, quote=False)
 
