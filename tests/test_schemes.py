@@ -296,7 +296,9 @@ def test_optimizer_state_reset_reproduces_fresh_updates_and_persist_changes_the_
     video, teacher = TinyVideo(), TinyOracle()
     reset = simulate(conftest.tiny_config(tiny_student, optimizer_state="reset"), video=video, teacher=teacher)
     persist = simulate(conftest.tiny_config(tiny_student, optimizer_state="persist"), video=video, teacher=teacher)
-    np.testing.assert_allclose(reset.updates["loss_last"], FRESH_STATE_LOSS_LAST, rtol=1e-5)
+    # within 2%: the tiny student is pretrained in the session, and its float round-off differs from
+    # machine to machine (0.6% between two machines of this project)
+    np.testing.assert_allclose(reset.updates["loss_last"], FRESH_STATE_LOSS_LAST, rtol=2e-2)
     assert list(reset.updates["optimizer_state"]) == ["reset"] * 6
     assert list(persist.updates["optimizer_state"]) == ["persist"] * 6
     # the first update starts fresh either way; the second one's first step differs

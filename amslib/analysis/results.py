@@ -125,18 +125,23 @@ class RunResult:
     def delivery(self, duration_s: float) -> dict:
         """What the links carried (bits that arrived by the run's end, next to what was offered),
         how long sends queued, what was dropped or superseded, and the server's staleness
-        (an update asked for -> arrived at the edge) and queue wait."""
-        out: dict = {}
+        (an update asked for -> arrived at the edge) and queue wait. The same keys for every
+        run (None where a run has no such thing, or was saved before links were logged)."""
         u = self.updates
-        if "staleness_s" in u and u["staleness_s"].notna().any():
-            stale = u["staleness_s"].to_numpy(float)
-            stale = stale[np.isfinite(stale)]
-            out["staleness_mean_s"] = round(float(stale.mean()), 3) if stale.size else None
-            out["staleness_max_s"] = round(float(stale.max()), 3) if stale.size else None
-            out["server_queue_wait_mean_s"] = round(float(np.nanmean(u["queue_wait_s"].to_numpy(float))), 3)
-            out["server_busy_s"] = round(float(np.nansum(u["server_s"].to_numpy(float))), 3)
-        if "superseded_by_newer" in u:
-            out["updates_withdrawn"] = int(u["superseded_by_newer"].fillna(False).astype(bool).sum())
+
+        def column(name: str) -> np.ndarray:
+            values = u[name].to_numpy(float) if name in u else np.zeros(0)
+            return values[np.isfinite(values)]
+
+        stale, wait, busy = column("staleness_s"), column("queue_wait_s"), column("server_s")
+        out: dict = {"staleness_mean_s": round(float(stale.mean()), 3) if stale.size else None,
+                     "staleness_max_s": round(float(stale.max()), 3) if stale.size else None,
+                     "server_queue_wait_mean_s": round(float(wait.mean()), 3) if wait.size else None,
+                     "server_busy_s": round(float(busy.sum()), 3) if busy.size else None,
+                     "updates_withdrawn": (int(u["superseded_by_newer"].fillna(False).astype(bool).sum())
+                                           if "superseded_by_newer" in u else 0)}
+        keys = [f"{d}link_{k}" for d in ("up", "down") for k in ("delivered_kbps", "queue_mean_s", "queue_max_s")]
+        out.update(dict.fromkeys([*keys, "uplink_dropped_sends", "downlink_superseded"]))
         t = self.transfers
         if t is None or not duration_s:
             return out
@@ -177,8 +182,11 @@ class RunResult:
         if "t_update_s" in updates:
             updates = updates[updates["t_update_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
         limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
+        transfers = self.transfers
+        if transfers is not None:
+            transfers = transfers[transfers["t_offered_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
         return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates,
-                         server_times=self.server_times)
+                         transfers=transfers, server_times=self.server_times)
 
 
 def conditions(config: RunConfig, server_times: dict | None = None) -> dict:
