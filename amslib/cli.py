@@ -133,7 +133,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from amslib.models.pretrain import pretrain  # deferred: slow import
     from amslib.models.student import StudentSpec, build_student, save_student  # deferred: slow import
 
-    if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
+    if (args.teacher or args.init or args.freeze_backbone
+            or (args.video or ["synthetic:street"]) != ["synthetic:street"]):
         return _pretrain_on_videos(args)  # distillation from teachers on any videos
     from amslib.core.tf import keras  # deferred: slow import
 
@@ -329,7 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--teacher", action="append", help="its teacher spec (one for all videos, or one "
                      "per --video, in order)")
     pre.add_argument("--label-set", help="voc21 or cityscapes19 (default: the teachers')")
-    pre.add_argument("--init", help="start from weights: .weights.h5, a TF1 checkpoint or an AMS dict")
+    pre.add_argument("--init", help="start from weights: 'imagenet' (the shipped ImageNet MobileNetV2 backbone, "
+                     "width 1.0), .weights.h5, a TF1 checkpoint, an AMS dict or a .npz")
+    pre.add_argument("--freeze-backbone", action="store_true",
+                     help="fit only the head, on backbone features computed once (keeps --init imagenet's features)")
     pre.add_argument("--init-exclude", action="append", default=[], metavar="LAYER",
                      help="layers of --init to leave out, e.g. logits_semantic for a new label set")
     pre.add_argument("--out", required=True)
@@ -541,8 +545,8 @@ def _pretrain_on_videos(args: argparse.Namespace) -> None:
 
     with progress_bar("pretrain", unit="step", total=args.steps) as update:
         model, losses, count = pretrain_on_videos(pairs, spec, steps=args.steps, samples=args.samples,
-                                                  seed=args.seed, init=args.init,
-                                                  exclude=tuple(args.init_exclude), callbacks=[Progress(update)])
+                                                  seed=args.seed, init=args.init, exclude=tuple(args.init_exclude),
+                                                  freeze_backbone=args.freeze_backbone, callbacks=[Progress(update)])
     out = save_student(model, spec, args.out)
     print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
 
