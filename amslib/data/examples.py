@@ -37,7 +37,7 @@ CLIPS = {
     "megamind": Clip("opencv-doc", "examples/data/Megamind.avi",
                      "11.3 s, 720x528, 23.98 fps: an animated film's characters at a dinner table"),
     "tree": Clip("opencv-doc", "examples/data/tree.avi",
-                 "4.5 s decodable (68 frames; the header says 444), 320x240, 15 fps: a tree, a hand passes"),
+                 "29.6 s, 320x240, 15 fps: a tree through a window, a hand passes in front"),
     "box": Clip("opencv-doc", "opencv4/html/box.mp4.gz", "15.2 s, 640x480, 30 fps: a hand turning a box over a table"),
     "cup": Clip("opencv-doc", "opencv4/html/cup.mp4.gz", "8.1 s, 640x480, 26.8 fps: a hand turning a cup"),
 }
