@@ -12,6 +12,7 @@ AMS updates is marked "too short for AMS to pay" in the table's `note`.
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -180,11 +181,10 @@ def load_benchmark(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no real-clip benchmark at {path}; make it with `python -m amslib clips`")
-    import json  # deferred: only a saved benchmark's sidecar needs it
-
     sidecar = path.with_suffix(".json")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""]), (
-        json.loads(sidecar.read_text()) if sidecar.is_file() else {})
+    table = pd.read_csv(path)
+    table["note"] = table["note"].fillna("")  # an empty note reads back as NaN
+    return table, json.loads(sidecar.read_text()) if sidecar.is_file() else {}
 
 
 def benchmark_markdown(table: pd.DataFrame) -> str:
@@ -204,3 +204,28 @@ def benchmark_markdown(table: pd.DataFrame) -> str:
 def _pct(value) -> str:
     """A percentage to one decimal; '-' where it is undefined (no person in truth or prediction)."""
     return "-" if value is None or pd.isna(value) else f"{float(value):.1f}"
+
+
+def claims_lines(table: pd.DataFrame | None, sidecar: dict, *, source: str) -> list[str]:
+    """docs/claims.md's section on the real clips, from a saved benchmark (`source`: its path),
+    never a re-run: per clip, does AMS beat `none` and `one_time`, and where it cannot pay."""
+    if table is None:
+        return [f"Not measured: `{source}` is missing; `python -m amslib clips` (or `make clips`) writes it."]
+    timings = sidecar.get("timings_s", {})
+    total = {k: sum(v.values()) for k, v in timings.items()}
+    lines = [f"Read from `{source}`, written by `python -m amslib clips` (labelling {total.get('label_s', 0):.0f} s, "
+             f"pretraining {total.get('pretrain_s', 0):.0f} s, runs {total.get('runs_s', 0):.0f} s). Each clip's student "
+             "has an ImageNet backbone and a head fitted on the other clips (leave one out); the selfie teacher's "
+             "labels are the truth. Cells: pooled mIoU / person IoU, %.", "", benchmark_markdown(table), "",
+             "| clip | AMS above `none`? | AMS above `one_time`? |", "|---|---|---|"]
+    for clip, rows in table.groupby("clip", sort=False):
+        by = rows.set_index("scheme")["miou_pooled"]
+        if not {"ams", "none", "one_time"} <= set(by.index):
+            continue
+        note = rows["note"].iloc[0]
+        verdict = [f"{'yes' if by['ams'] > by[other] else 'no'} ({by['ams'] - by[other]:+.1f} points)"
+                   for other in ("none", "one_time")]
+        if note:
+            verdict = [f"{v}; {note}" for v in verdict]
+        lines.append(f"| `{clip}` | {verdict[0]} | {verdict[1]} |")
+    return lines
