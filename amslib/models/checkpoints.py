@@ -245,8 +245,7 @@ def load_imagenet_backbone(model, *, exclude: tuple[str, ...] = ()) -> ImportRep
     first = model.get_layer("Conv")
     if first.filters != 32:
         raise CheckpointError(f"the ImageNet backbone is MobileNetV2 width {IMAGENET_WIDTH:g} (32 filters in its first "
-                              f"layer), this student has {first.filters}: use --width-multiplier {IMAGENET_WIDTH:g} (a "
-                              "narrower student can be distilled from it: --teacher keras:FILE)")
+                              f"layer), this student has {first.filters}: use --width-multiplier {IMAGENET_WIDTH:g}")
     if not any(layer.name == "Conv_pad" for layer in model.layers):
         raise CheckpointError("the ImageNet backbone was trained with PyTorch's symmetric padding; build the student "
                               f"with StudentSpec(padding='{IMAGENET_PADDING}')")

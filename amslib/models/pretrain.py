@@ -86,8 +86,8 @@ def spec_for_init(spec: StudentSpec, init: str | None) -> StudentSpec:
     if init == IMAGENET:
         if spec.width_multiplier != IMAGENET_WIDTH:
             raise ValueError(f"--init imagenet is a MobileNetV2 of width {IMAGENET_WIDTH:g}, not {spec.width_multiplier:g}: "
-                             f"pretrain with --width-multiplier {IMAGENET_WIDTH:g} (a narrower student can then be "
-                             "distilled from it, amslib.analysis.real_clips.distil_student)")
+                             f"pretrain with --width-multiplier {IMAGENET_WIDTH:g} and run with --set "
+                             f"width_multiplier={IMAGENET_WIDTH:g} (README, 'Students from ImageNet': why not 0.5)")
         return replace(spec, padding=IMAGENET_PADDING)
     if init and str(init).endswith(".weights.h5") and Path(init).is_file():
         try:
