@@ -575,7 +575,9 @@ def _add_clips_parser(sub) -> None:
     clips = sub.add_parser("clips", help="the real-clip benchmark: a leave-one-out ImageNet student per example "
                            "clip, every scheme on it; writes the table")
     clips.add_argument("--clips", help="','-separated example clips (default: all of amslib.data.examples.CLIPS)")
-    clips.add_argument("--steps", type=int, default=300, help="head-fitting steps of each leave-one-out student")
+    clips.add_argument("--steps", type=int, default=300, help="pretraining steps of each leave-one-out student")
+    clips.add_argument("--train-backbone", action="store_true",
+                       help="train every layer (default: fit only the head, on frozen ImageNet features computed once)")
     clips.add_argument("--max-seconds", type=float, default=30.0, help="each clip's first seconds (default 30: "
                        "only vtest is longer)")
     clips.add_argument("--runs", default="runs/clips", help="where every run's tables and students go")
@@ -597,7 +599,8 @@ def cmd_clips(args: argparse.Namespace) -> None:
     if unknown or len(names) < 2:
         raise ValueError(f"--clips needs two or more of: {', '.join(CLIPS)}" + (f" (unknown: {', '.join(unknown)})"
                                                                                  if unknown else ""))
-    config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds)
+    config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds,
+                             freeze_backbone=not args.train_backbone)
     with atomic_dir(args.runs, marker=CLIPS_RUNS_MARKER) as staging:
         (staging / CLIPS_RUNS_MARKER).write_text("runs of `python -m amslib clips`\n")
         table, timings = run_benchmark(config, staging, on_stage=lambda text: print(text, file=sys.stderr, flush=True))
