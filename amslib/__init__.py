@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 # name -> the module that defines it ("" after the module: the name is the module itself)
 _EXPORTS: dict[str, str] = {
     # configuration and the registries
-    **dict.fromkeys(("RunConfig", "AdaptConfig", "LinkConfig", "EvalConfig", "BaselineConfig", "EdgeConfig", "ConfigError",
+    **dict.fromkeys(("RunConfig", "AdaptConfig", "LinkConfig", "EvalConfig", "BaselineConfig", "EdgeConfig", "ServerConfig",
+                     "ConfigError",
                      "preset", "with_overrides", "PRESETS"), "amslib.core.config"),
     **dict.fromkeys(("SCHEMES", "STRATEGIES", "ENCODERS", "TEACHERS"), "amslib.core.registry"),
     **dict.fromkeys(("LabelSet", "CITYSCAPES19", "VOC21", "get_label_set"), "amslib.core.labels"),
@@ -49,10 +50,12 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("RunResult", "load_result", "save_result", "comparison_table", "per_class_table",
                      "SUMMARY_COLUMNS", "conditions", "conditions_text"), "amslib.analysis.results"),
     **dict.fromkeys(("EXPERIMENTS", "run_experiment"), "amslib.analysis.experiments"),
+    **dict.fromkeys(("run_fleet", "save_fleet", "FleetResult"), "amslib.analysis.fleet"),
     **dict.fromkeys(("class_frequencies", "manifest_status", "open_with_teacher", "scene_change_timeline",
                      "scene_changes", "video_facts"), "amslib.analysis.dataset_checks"),
     **dict.fromkeys(("timeline_figure", "comparison_strip", "pareto_figure", "bars_figure", "class_timeline_figure",
-                     "class_frequency_figure", "scene_change_figure"), "amslib.analysis.plots"),
+                     "class_frequency_figure", "scene_change_figure", "capacity_figure", "server_timeline_figure"),
+                    "amslib.analysis.plots"),
     # widgets and teaching
     **dict.fromkeys(("LiveApp", "ledger_table", "summary_table", "class_drilldown"), "amslib.ui.widgets"),
     **dict.fromkeys(("FrameExplorer", "record_run"), "amslib.ui.explorer"),

@@ -116,15 +116,57 @@ def cmd_run(args: argparse.Namespace) -> None:
     video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
     if args.frame_cache:
         video = _frame_cached(video)
+    if config.server.devices > 1:
+        return _run_fleet(config, video=video, teacher=teacher, out=args.out)
     with atomic_dir(args.out, marker="config.json") as staging:  # a complete run folder, or none
         result, _, sim = _run_one(config, video=video, teacher=teacher)
         save_result(result, staging)
-    print(_table({config.scheme: result.summary()}))
-    print(f"conditions: {conditions_text(config)}")
+    summary = result.summary()
+    print(_table({config.scheme: summary}))
+    print(_delivery_line(summary))
+    print(f"conditions: {conditions_text(config, result.server_times)}")
     if sim.frames_read is not None:
         print(f"note: the video ended after {sim.frames_read} of the {sim.num_frames} frames its header "
               f"promised (a cut or damaged file?); the run covers its first {sim.frames_read / video.fps:g} s")
     out = Path(args.out)
+    print(f"wrote {out}")
+
+
+DELIVERY_KEYS = ("staleness_mean_s", "server_queue_wait_mean_s", "server_busy_s", "uplink_delivered_kbps",
+                 "downlink_delivered_kbps", "uplink_queue_max_s", "downlink_queue_max_s", "uplink_dropped_sends",
+                 "downlink_superseded")
+
+
+def _delivery_line(summary: dict) -> str:
+    """The server's and the links' numbers of a summary, as one line."""
+    return "server and links: " + ", ".join(
+        f"{k} {summary[k]:.3g}" if isinstance(summary[k], float) else f"{k} {summary[k]}"
+        for k in DELIVERY_KEYS if summary.get(k) is not None)
+
+
+def _run_fleet(config, *, video, teacher, out) -> None:
+    """`run` with devices > 1: every device's tables, the server's log, one line per device."""
+    from tqdm.auto import tqdm  # deferred: slow import
+
+    from amslib.analysis.fleet import run_fleet, save_fleet  # deferred: slow import
+    from amslib.analysis.results import conditions_text  # deferred: slow import
+
+    n = config.server.devices
+    total = n * (video.num_frames if config.max_seconds is None
+                 else min(video.num_frames, round(config.max_seconds * video.fps)))
+    bar = tqdm(total=total, desc=f"fleet of {n}", unit="frame")
+    with atomic_dir(out, marker="fleet_summary.json") as staging:
+        try:
+            fleet = run_fleet(config, video=None if config.video.startswith("synthetic:") else video, teacher=teacher,
+                              on_event=lambda k, e: bar.update(len(getattr(e, "rows", ())) if hasattr(e, "counts") else 0))
+        finally:
+            bar.close()
+        save_fleet(fleet, staging)
+    print(fleet.device_table().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    s = fleet.summary()
+    print(f"devices {s['devices']} on {s['gpus']} GPU(s), {s['scheduler']}: mIoU mean {s['miou_window']} worst "
+          f"{s['miou_window_worst']}, staleness mean {s['staleness_mean_s']} s, GPU utilisation {s['gpu_utilisation']}")
+    print(f"conditions: {conditions_text(config, fleet.server_times)}")
     print(f"wrote {out}")
 
 
@@ -202,7 +244,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         finally:
             close()
         table = sweep_table(jobs, results)
-        figures = sweep_figures(table, heatmap=EXPERIMENTS[args.experiment].heatmap, title=args.experiment)
+        experiment = EXPERIMENTS[args.experiment]
+        figures = sweep_figures(table, heatmap=experiment.heatmap, title=args.experiment, extra=experiment.figure)
         save_sweep(Sweep(args.experiment, jobs, results, table, figures), staging)
     out = Path(args.out)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -226,6 +269,8 @@ def cmd_claims(args: argparse.Namespace) -> None:
     clip = with_overrides(street, {"video": args.video}) if args.video and args.video != street.video else None
     if clip is not None and not clip.video.startswith("synthetic:") and not args.labels:
         raise ValueError(f"video '{args.video}' needs a teacher: give a label folder (--labels DIR)")
+    if args.from_runs:
+        return _claims_from_runs(args)
     spans = QUICK_SPANS if args.quick else ClaimSpans()
     total = len(claim_jobs(street, spans)) + (len(claim_jobs(clip, spans)) if clip else 0)
     on_result, close = _job_progress(total, "claims")
@@ -244,6 +289,41 @@ def cmd_claims(args: argparse.Namespace) -> None:
             print(f"[{video}] {c.key:<10} {'holds' if c.holds else 'DOES NOT HOLD'}: {c.measured}"
                   + ("" if c.holds else f" ({c.reason})"))
     print(f"wrote {path} and the runs under {args.runs}")
+
+
+def cmd_server_profile(args: argparse.Namespace) -> None:
+    from amslib.analysis.bench import machine_info  # deferred: slow import
+    from amslib.core.files import write_json  # deferred: slow import
+    from amslib.data.video import open_video_for  # deferred: slow import
+    from amslib.models.teachers import OracleTeacher  # deferred: slow import
+    from amslib.sim.engine import Students, measure_server_times  # deferred: slow import
+
+    entries = []
+    for name in args.preset or ["laptop", "paper"]:
+        config = with_overrides(preset(name), parse_set_args(args.set or []))
+        video = open_video_for(config)
+        times = measure_server_times(config, video, OracleTeacher(), Students.load(config, video))
+        entry = {"height": config.height, "width_multiplier": config.width_multiplier,
+                 "output_stride": config.output_stride, "head_channels": config.head_channels,
+                 "step_base_s": round(times.step_base_s, 5), "step_frame_s": round(times.step_frame_s, 5),
+                 "teacher_frame_s": round(times.teacher_frame_s, 5)}
+        entries.append(entry)
+        step = times.step_base_s + config.adapt.batch_size * times.step_frame_s
+        print(f"{name}: ProfileEntry({', '.join(f'{k}={v}' for k, v in entry.items())})  "
+              f"# a step of {config.adapt.batch_size}: {step:.3f} s")
+    machine = machine_info()
+    print(f"hardware: {machine['cores']} cores, {machine['cpu']}, GPUs: {', '.join(machine['gpus']) or 'none'}")
+    if args.out:
+        write_json(Path(args.out), {"hardware": machine, "entries": entries})
+        print(f"wrote {args.out}")
+
+
+def _claims_from_runs(args: argparse.Namespace) -> None:
+    from amslib.analysis.claims import load_claims, write_claims  # deferred: slow import
+
+    report = load_claims(args.runs)
+    path = write_claims(report, args.out)
+    print(f"wrote {path} from the runs under {args.runs} (made by {report.command})")
 
 
 def _claims_command(args: argparse.Namespace) -> str:
@@ -344,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_pretrain)
     sweep = sub.add_parser("sweep", help="an experiment's grid of runs, in parallel: table and plots")
-    sweep.add_argument("experiment", help="schemes, strategies, horizon, asr or encoders")
+    sweep.add_argument("experiment", help="schemes, strategies, horizon, asr, encoders or capacity")
     _add_sweep_options(sweep)
     sweep.add_argument("--axis", nargs="*", action="extend", metavar="KEY=V1,V2",
                        help="replace the values of a grid axis, e.g. fraction=0.05,0.1")
@@ -359,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--quick", action="store_true", help="short spans (a fast check, not the doc)")
     claims.add_argument("--out", default="docs/claims.md")
     claims.add_argument("--runs", default="runs/claims", help="where every run's tables go")
+    claims.add_argument("--from-runs", action="store_true",
+                        help="write --out again from the runs saved under --runs, running nothing")
     claims.set_defaults(func=cmd_claims)
 
     _add_download_parser(sub)
@@ -369,6 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="runs/bench.json")
     bench.add_argument("--markdown", help="also write a report (e.g. docs/BENCHMARKS.md)")
     bench.set_defaults(func=cmd_bench)
+    prof = sub.add_parser("server-profile", help="time the server's training step and teacher here: a profile "
+                          "entry for amslib/core/profiles.py, and the measured cache")
+    prof.add_argument("--preset", action="extend", nargs="+", default=None,
+                      help="presets to measure (default: laptop paper)")
+    prof.add_argument("--set", nargs="*", action="extend", metavar="KEY=VALUE", help="override any parameter")
+    prof.add_argument("--out", help="also write the entries as JSON here")
+    prof.set_defaults(func=cmd_server_profile)
     return parser
 
 

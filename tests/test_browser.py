@@ -1,12 +1,16 @@
-"""The live notebook in a real browser (issue #5): JupyterLab on 127.0.0.1, driven by
+"""The live notebook in a real browser (issues #5, #15): JupyterLab on 127.0.0.1, driven by
 Playwright through Debian's `chromium` (no browser download; `.ci/run` installs it).
 
 A copy of notebooks/03_live_adaptation.ipynb with small parameters (as tests/test_notebooks.py
-makes them) is opened in JupyterLab; the test runs all its cells, presses Start, waits until
-the plot shows at least two update arrivals, drags the `fraction` slider, sees the status
-report the pending change, waits until the figure marks the update that applied it, and
-finally reads the ledger: the updates before that one used the old fraction, it and those after
-it the new one. Screenshots go to the test's artifact folder (printed on failure), and to
+makes them) is opened in JupyterLab; the test runs all its cells and presses Start. The
+reference scheme (`none`) runs first and its curve appears; then the frame picture must change
+between the first and the second update's arrival, and the plot show two arrival markers. It
+presses Step: the run pauses right after the next update reached the edge (within the batch of
+frames that starts at the arrival) and stays paused, the picture showing the frames before and
+after it. While paused it drags the `fraction` slider, sees the status report the pending
+change, presses Resume, waits until the figure marks the update that applied it, and finally
+reads the ledger: the updates before that one used the old fraction, it and those after it the
+new one. Screenshots go to the test's artifact folder (printed on failure), and to
 docs/screenshots/ with AMS_UPDATE_SCREENSHOTS=1.
 
 Without chromium or the `playwright` package the test is skipped locally and fails in CI
@@ -38,13 +42,16 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "03_live_adaptation.ipynb"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 # 120 s of video at height 64: updates at 20, 30, ..., 110 s, about 2 s of wall time apart on
-# a laptop CPU, about 35 s in all: enough updates left after the second one to move the slider.
-PARAMS = {"max_seconds": 120, "height": 64, "autorun": False}
+# a laptop CPU, about 35 s in all (after the reference, `none`, about 10 s): enough updates left
+# after the third one to step and move the slider.
+PARAMS = {"max_seconds": 120, "height": 64, "autorun": False, "reference": "none"}
 TOKEN = "ams-browser-test"
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT = {"width": 1280, "height": 1500}  # the whole panel in view: controls, picture, plots
 # Seconds to wait for: the server, the widgets after Run All (kernel start, TensorFlow import),
-# two updates after Start, the change after moving the slider, the end of the run.
-SERVER_S, WIDGETS_S, UPDATES_S, CHANGE_S, FINISH_S = 90, 180, 180, 60, 180
+# two updates after Start (the reference runs first), the pause after Step, the change after
+# Resume, the end of the run.
+SERVER_S, WIDGETS_S, UPDATES_S, STEP_S, CHANGE_S, FINISH_S = 90, 180, 300, 60, 60, 180
+EDGE_BATCH_S = 32 / 5  # the laptop preset's edge batch (32 frames at 5 fps): a pause comes after one
 
 
 def _missing(reason: str) -> None:
@@ -112,6 +119,8 @@ class Lab:
                    JUPYTER_DATA_DIR=str(home / "data"), IPYTHONDIR=str(home / "ipython"),
                    JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                    JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+                   # a cache of reference runs of its own: the reference runs here, first
+                   AMS_DATA_DIR=str(home / "ams-data"),
                    # the kernel imports this checkout's amslib, as the test does
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                    TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
@@ -201,11 +210,11 @@ def artifacts(tmp_path) -> Path:
 
 # Every text the status label shows, recorded in the page as it changes: a pending change
 # lasts only until the next update, which a poll could miss.
-STATES = r"^(ready|loading|running|stopping|stopped|finished|failed|error)\b"
+STATES = r"^(ready|loading|reference|running|pausing|paused|stopping|stopped|finished|failed|error)\b"
 RECORD_STATUS = """(states) => {
   window.__amsStatus = [];
   const grab = () => {
-    for (const el of document.querySelectorAll('.widget-label')) {
+    for (const el of document.querySelectorAll('.widget-html-content')) {
       const text = el.textContent;
       if (new RegExp(states).test(text) && window.__amsStatus.at(-1) !== text) window.__amsStatus.push(text);
     }
@@ -213,8 +222,18 @@ RECORD_STATUS = """(states) => {
   new MutationObserver(grab).observe(document.body, {subtree: true, childList: true, characterData: true});
   grab();
 }"""
-# The figure's update-arrival markers: the second trace of the top subplot.
-ARRIVAL_POINTS = ".js-plotly-plot .subplot.xy .scatterlayer .trace:nth-child(2) path.point"
+# The figure's update-arrival markers: the third trace of the top subplot (after the
+# reference and the live mIoU); the reference's curve is its first.
+ARRIVAL_POINTS = ".js-plotly-plot .subplot.xy .scatterlayer .trace:nth-child(3) path.point"
+REFERENCE_LINE = ".js-plotly-plot .subplot.xy .scatterlayer .trace:nth-child(1) path.js-line"
+# The frame picture's content (not its blob: URL, new at every redraw): bytes and an FNV-1a hash.
+PICTURE_DIGEST = """async (img) => {
+  if (!img.src) return null;
+  const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+  let h = 2166136261;
+  for (const b of bytes) { h ^= b; h = Math.imul(h, 16777619) >>> 0; }
+  return `${bytes.length}:${h}:${img.naturalHeight}`;
+}"""
 # The ledger's tables, as header rows and body rows of cell texts.
 LEDGER_ROWS = """(el) => {
   const texts = rows => Array.from(rows).map(r => Array.from(r.children).map(c => c.textContent.trim()));
@@ -227,6 +246,26 @@ ENDED = r"/^(stopped|finished|failed|error)/.test(s)"
 def _updates_arrived(text: str) -> int:
     found = re.search(r"(\d+) updates arrived", text or "")
     return int(found.group(1)) if found else -1
+
+
+def _video_s(text: str) -> float:
+    """The video time done that a status line reports ('...: 42.0 / 120.0 s of video')."""
+    found = re.search(r": ([\d.]+) / [\d.]+ s of video", text or "")
+    return float(found.group(1)) if found else -1.0
+
+
+def _running_with(n: int) -> str:
+    """A page predicate: the status showed the run going with at least `n` updates arrived,
+    or the run is over (then the caller's check fails at once)."""
+    return ("() => (window.__amsStatus || []).some(s => "
+            f"(/^running: /.test(s) && +((s.match(/(\\d+) updates arrived/) || [0, -1])[1]) >= {n}) || {ENDED})")
+
+
+def _arrival_marker_near(page, t_s: float) -> float:
+    """The x (video seconds) of the figure's arrival marker nearest `t_s`, from plotly's data."""
+    xs = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                       ".flatMap(p => (p.data || []).filter(d => d.name === 'update arrived').flatMap(d => Array.from(d.x)))")
+    return min(xs, key=lambda x: abs(x - t_s)) if xs else float("nan")
 
 
 @pytest.fixture
@@ -250,10 +289,11 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
     def phase(name: str) -> None:
         phases.append(f"{name} {time.monotonic() - t0:.0f}s")
 
-    def screenshot(page, name: str) -> None:
+    def screenshot(page, name: str, panel) -> None:
+        """The app's panel alone (controls, picture, plots and log)."""
         path = artifacts / name
         page.mouse.move(VIEWPORT["width"] - 5, VIEWPORT["height"] // 2)  # no plotly hover bar
-        page.screenshot(path=str(path))
+        panel.screenshot(path=str(path))
         shots.append(path)
         if os.environ.get("AMS_UPDATE_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -264,7 +304,7 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
         browser = pw.chromium.launch(executable_path=chromium, args=args)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(30_000)
-        status = page.locator(".widget-label", has_text=" s of video")
+        status = page.locator(".widget-html-content", has_text=" s of video")  # the app's status line
 
         def seen() -> str:
             """What the page showed, for failure messages."""
@@ -272,7 +312,7 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             with suppress(PlaywrightError):
                 parts.append("status history: " + json.dumps(page.evaluate("window.__amsStatus || []")[-8:]))
             with suppress(PlaywrightError):
-                parts.append("status now: " + " / ".join(page.locator(".widget-label").all_inner_texts()))
+                parts.append("status now: " + " / ".join(page.locator(".widget-html-content").all_inner_texts()))
             with suppress(PlaywrightError):
                 errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr'], "
                                       ".jp-OutputArea-output[data-mime-type*='error']").all_inner_texts()
@@ -314,15 +354,26 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
                 pytest.fail(f"the app's Start button did not appear within {WIDGETS_S} s of Run All\n"
                             f"{seen()}", pytrace=False)
             page.evaluate(RECORD_STATUS, STATES)
+            button = lambda name: page.locator(".jupyter-widgets.jupyter-button", has_text=name)  # noqa: E731
+            panel = page.locator(".jupyter-widgets.widget-vbox", has=start).last
+            picture = panel.locator("img.widget-image")
+
+            def digest() -> str | None:
+                return picture.evaluate(PICTURE_DIGEST)
 
             phase("widgets shown")
             start.click()
             wait_for("() => (window.__amsStatus || []).some(t => !t.startsWith('ready'))", None, 30,
                      "the status did not leave 'ready' after pressing Start")
+            wait_for(_running_with(1), None, UPDATES_S, "the status did not report an update arrived after Start")
+            try:
+                page.wait_for_function(f"() => document.querySelector('{REFERENCE_LINE}')", timeout=10_000)
+            except PlaywrightError:
+                pytest.fail(f"the reference's curve is not drawn while the run goes\n{seen()}", pytrace=False)
+            first_picture = digest()
             # two updates arrived, or the run is over (then the check below fails at once)
-            wait_for("() => (window.__amsStatus || []).some(s => "
-                     f"/^running: .* ([2-9]|\\d\\d+) updates arrived/.test(s) || {ENDED})", None,
-                     UPDATES_S, "the status did not report two updates arrived after pressing Start")
+            wait_for(_running_with(2), None, UPDATES_S,
+                     "the status did not report two updates arrived after pressing Start")
             history = page.evaluate("window.__amsStatus")
             if not any(_updates_arrived(t) >= 2 for t in history if t.startswith("running:")):
                 pytest.fail(f"the run ended before two updates arrived\n{seen()}", pytrace=False)
@@ -332,18 +383,42 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             except PlaywrightError:
                 pytest.fail(f"the status reports two updates but the figure has no two arrival markers\n"
                             f"{seen()}", pytrace=False)
-            phase("two updates")
-            status.scroll_into_view_if_needed()
-            panel = page.locator(".jupyter-widgets.widget-vbox", has=start).last
+            second_picture = digest()
+            assert first_picture and second_picture and first_picture != second_picture, \
+                f"the frame picture did not change between two moments of the run\n{seen()}"
+            phase("two updates, the picture changed")
             panel.evaluate("el => el.scrollIntoView({block: 'start'})")
-            screenshot(page, "live_adaptation_running.png")
+            screenshot(page, "live_adaptation_running.png", panel)
 
-            # Drag the fraction slider to about 45% of its track (0.01 .. 1.0).
+            # Step: on to the next update's arrival, and pause there
+            arrived_before = _updates_arrived(status.inner_text())
+            button("Step").click()
+            wait_for("() => (window.__amsStatus || []).some(s => /^paused: .*update arrived at frame/.test(s))",
+                     None, STEP_S, "Step did not pause at an update's arrival")
+            paused = status.inner_text()
+            found = re.search(r"update arrived at frame (\d+) \(t = ([\d.]+) s\)", paused)
+            assert paused.startswith("paused: ") and found, f"not paused at an arrival: {paused!r}\n{seen()}"
+            arrival_s, done_s = float(found.group(2)), _video_s(paused)
+            assert arrival_s < done_s <= arrival_s + EDGE_BATCH_S + 1e-6, \
+                f"Step paused at {done_s} s of video, not right after the arrival at {arrival_s} s\n{seen()}"
+            arrived_at_pause = _updates_arrived(paused)
+            assert arrived_at_pause > arrived_before >= 2, f"no new update arrived at the pause: {paused!r}"
+            marker_s = _arrival_marker_near(page, arrival_s)  # the arrival; the frame is the first at or after it
+            assert 0 <= arrival_s - marker_s < 1 / 5 + 1e-6, \
+                f"no arrival marker within a frame before {arrival_s} s (nearest: {marker_s})\n{seen()}"
+            time.sleep(2.0)
+            assert status.inner_text() == paused, f"the run went on after Step paused it\n{seen()}"
+            pair = digest()
+            assert pair != second_picture and int(pair.split(":")[2]) > int(second_picture.split(":")[2]), \
+                f"the picture does not show the frames before and after the arrival\n{seen()}"
+            phase("paused at an arrival")
+            screenshot(page, "live_adaptation_step.png", panel)
+
+            # While paused, drag the fraction slider to about 45% of its track (0.01 .. 1.0).
             slider = page.locator(".widget-hslider", has=page.locator("label", has_text="fraction"))
             handle = slider.locator(".noUi-handle")
             track = slider.locator(".noUi-target").bounding_box()
             knob = handle.bounding_box()
-            before = status.inner_text()
             old = round(float(slider.locator(".widget-readout").inner_text().strip()), 6)
             page.mouse.move(knob["x"] + knob["width"] / 2, knob["y"] + knob["height"] / 2)
             page.mouse.down()
@@ -353,26 +428,32 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             new = round(float(readout), 6)
             assert new != old, f"dragging the fraction slider left it at {readout}\n{seen()}"
             change = f"fraction={new}"  # as the status, the ledger and the figure write it
-            wait_for("t => (window.__amsStatus || []).some(s => s.includes('pending: ' + t))", change,
-                     30, f"the status never showed 'pending: {change}' after the slider moved "
-                         f"(status before: {before!r})")
-            arrived_at_move = min(_updates_arrived(s) for s in page.evaluate("window.__amsStatus")
-                                  if "pending: " + change in s)
+            wait_for("t => (window.__amsStatus || []).some(s => s.startsWith('paused: ') && "
+                     "s.includes('pending: ' + t))", change, 30,
+                     f"the status never showed 'pending: {change}' while paused (status: {paused!r})")
+            button("Resume").click()
             marked = ("t => Array.from(document.querySelectorAll('.js-plotly-plot .annotation-text'))"
                       ".some(a => a.textContent.trim() === t)")
             wait_for(f"t => ({marked})(t) || window.__amsStatus.some(s => {ENDED})", change, CHANGE_S,
-                      f"the figure never marked an update applying {change}")
+                     f"the figure never marked an update applying {change}")
             if not page.evaluate(marked, change):
                 pytest.fail(f"the run ended and no update applied {change} (no such mark in the "
                             f"figure)\n{seen()}", pytrace=False)
             phase("change applied")
-            screenshot(page, "live_adaptation_changed.png")
+            marked_at = _video_s(status.inner_text())
+            deadline = time.monotonic() + 30  # a few seconds of video on, for the picture: the downlink's step
+            while _video_s(status.inner_text()) < marked_at + 5 and time.monotonic() < deadline \
+                    and not status.inner_text().startswith("finished"):
+                time.sleep(0.5)
+            screenshot(page, "live_adaptation_changed.png", panel)
 
             wait_for("() => (window.__amsStatus || []).some(t => t.startsWith('finished:'))", None,
                      FINISH_S, "the run did not finish")
             phase("run finished")
             final = page.evaluate("window.__amsStatus.at(-1)")
             assert "pending" not in final, f"a change is still pending at the end: {final}"
+            assert "gain over none" in final and "drawing " in final, f"no gain or drawing cost: {final}"
+            print("\nfinal status:", final)
 
             # Run the ledger cell (the last one) again, in place, and read its table.
             ledger_cell = page.locator(".jp-NotebookPanel .jp-CodeCell").last
@@ -403,10 +484,10 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
     fractions = [float(r["fraction"]) for r in ledger]
     assert fractions[:at] == [old] * at and fractions[at:] == [new] * (len(ledger) - at), \
         f"updates before the change must use {old}, it and later ones {new}: {fractions}"
-    # the change was asked for after `arrived_at_move` updates had arrived; the next update
-    # computed applies it (at most one more may have been on its way down then)
-    assert arrived_at_move <= at <= arrived_at_move + 1, \
-        (f"{change} was pending after {arrived_at_move} updates arrived, but update "
+    # the change was asked for while paused after `arrived_at_pause` updates had arrived; the
+    # next update computed applies it (at most one more may have been on its way down then)
+    assert arrived_at_pause <= at <= arrived_at_pause + 1, \
+        (f"{change} was pending after {arrived_at_pause} updates arrived, but update "
          f"{ledger[at]['update']} (row {at + 1} of the ledger) applied it")
     phase("ledger read")
     print("\nat:", ", ".join(phases))

@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amslib.analysis.claims import CLAIM_TEXT, ClaimSpans, claim_jobs, claims_base, claims_markdown, run_claims, write_claims
+from amslib.analysis.claims import (
+    CLAIM_TEXT,
+    ClaimSpans,
+    claim_jobs,
+    claims_base,
+    claims_markdown,
+    load_claims,
+    run_claims,
+    write_claims,
+)
 from amslib.analysis.experiments import (
     EXPERIMENTS,
     Job,
@@ -138,7 +147,7 @@ def test_claims_document_has_every_claim_with_a_measured_number(base, tmp_path):
     for c in claims:
         assert any(ch.isdigit() for ch in c.measured), c
         assert c.holds or c.reason, f"{c.key} does not hold but gives no reason"
-        assert "server compute free" in c.conditions and "optimizer" in c.conditions, c
+        assert "server on the clock (server_time=measured" in c.conditions and "optimizer" in c.conditions, c
     by_key = {c.key: c for c in claims}
     assert "optimizer reset" in by_key["strategies_reset"].conditions
     assert "optimizer persist" in by_key["strategies"].conditions
@@ -148,6 +157,11 @@ def test_claims_document_has_every_claim_with_a_measured_number(base, tmp_path):
     path = write_claims(report, tmp_path / "claims.md", runs_dir=tmp_path / "runs")
     text = path.read_text()
     assert "`claims test`" in text and text.count("\n| ") >= len(CLAIM_TEXT) + len(jobs)
+    assert "the server's compute is on the simulated clock" in text
+    # the document again from the saved runs, running nothing
+    again = load_claims(tmp_path / "runs")
+    assert [(c.key, c.holds) for c in again.claims["synthetic:street"]] == [(c.key, c.holds) for c in claims]
+    assert claims_markdown(again).splitlines()[4:12] == text.splitlines()[4:12]
     assert "| conditions" in text and "Not modelled: the server's compute is free" in text
     assert (tmp_path / "runs" / "synthetic_street" / "jit" / "summary.json").is_file()
     assert "**no**" in claims_markdown(report) or all(c.holds for c in claims)
@@ -185,3 +199,27 @@ def test_claims_cells_escape_bars():
     assert _cell("|gradient| 56.4") == "\\|gradient\\| 56.4"
     row = "| " + " | ".join(_cell(t) for t in ("a|b", "c")) + " |"
     assert row.replace("\\|", "").count("|") == 3  # three column bars: two cells
+
+
+def test_capacity_grid_puts_the_server_on_the_clock_unless_the_base_chose(base):
+    jobs = experiment_jobs("capacity", base, quick=True)
+    assert sorted((j.params["devices"], j.params["scheduler"]) for j in jobs) == [
+        (1, "fifo"), (1, "utility"), (2, "fifo"), (2, "utility"), (4, "fifo"), (4, "utility")]
+    assert all(j.config.server.server_time == "measured" and j.config.scheme == "ams" for j in jobs)
+    assert all(j.config.max_seconds == 80.0 for j in jobs)
+    fixed = with_overrides(base, {"server_time": "fixed", "step_base_s": 0.5})
+    assert {j.config.server.server_time for j in experiment_jobs("capacity", fixed, quick=True)} == {"fixed"}
+
+
+def test_a_capacity_sweep_writes_fleet_runs_a_table_and_its_figure(base, tmp_path):
+    tiny = with_overrides(base, {"max_seconds": 20.0, "first_update_s": 5.0, "update_interval_s": 5.0,
+                                 "server_time": "fixed", "step_base_s": 0.4, "ledger_all_encoders": False})
+    sweep = run_experiment("capacity", tiny, axes={"devices": (1, 2), "scheduler": ("fifo",), "update_interval_s": (5.0,)},
+                           workers=1, out=tmp_path / "cap")
+    table = pd.read_csv(tmp_path / "cap" / "table.csv")
+    assert list(table["devices"]) == [1, 2]
+    assert {"miou_window_worst", "staleness_mean_s", "gpu_utilisation"} <= set(table.columns)
+    assert table["gpu_utilisation"].iloc[1] > table["gpu_utilisation"].iloc[0]
+    assert "capacity" in sweep.figures
+    two = tmp_path / "cap" / "runs" / sweep.jobs[1].name
+    assert (two / "device_01" / "frames.csv").is_file() and (two / "server.csv").is_file()

@@ -12,12 +12,13 @@ expensive baselines, the first `baseline_s` seconds, compared with AMS over the 
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +26,9 @@ import pandas as pd
 from amslib.analysis.experiments import Job, run_sweep
 from amslib.analysis.first_step import first_step_spread
 from amslib.analysis.real_clips import claims_lines, load_benchmark
-from amslib.analysis.results import RunResult, save_result
+from amslib.analysis.results import RunResult, load_result, save_result
 from amslib.core.config import RunConfig, with_overrides
-from amslib.core.files import atomic_write
+from amslib.core.files import atomic_write, write_json
 from amslib.data.video import open_video_for
 from amslib.models.teachers import OracleTeacher
 from amslib.sim.engine import Students
@@ -224,8 +225,9 @@ def claim_baselines(r: dict[str, RunResult]) -> Claim:
     text = "; ".join(f"{k} {v['uplink_kbps']:.0f}/{v['downlink_kbps']:.0f} (mIoU {_pct(v['miou_window'])})"
                      for k, v in s.items())
     cheap = [k for k in ("jit", "remote_tracking") if total[k] < FAR_MORE * total["ams"]]
-    return Claim("baselines", f"Kbps up/down: {text} ({_span_text(s['ams'])}; JIT x{total['jit'] / total['ams']:.1f}, "
-                 f"remote tracking x{total['remote_tracking'] / total['ams']:.1f} AMS's total)", not cheap,
+    ratios = (f"JIT x{total['jit'] / total['ams']:.1f}, remote tracking x{total['remote_tracking'] / total['ams']:.1f} "
+              "AMS's total" if total["ams"] > 0 else "AMS sent nothing in this span")
+    return Claim("baselines", f"Kbps up/down: {text} ({_span_text(s['ams'])}; {ratios})", not cheap,
                  "" if not cheap else f"{', '.join(cheap)} under {FAR_MORE:g}x AMS's up + down")
 
 
@@ -283,15 +285,25 @@ RULES: tuple[Callable[[dict[str, RunResult]], Claim], ...] = (
     claim_selection, claim_encoders, claim_edge)
 
 
-def row_conditions(config: RunConfig) -> str:
+def row_conditions(config: RunConfig, server_times: dict | None = None) -> str:
     """The setting a claim's runs share, short: the training budget, the optimizer state, the
-    link, and what the simulation does not model (the server's compute, link queues)."""
+    link, and the server model (its compute on the clock or free; link queues)."""
     a, link = config.adapt, config.link
     up = "H.264" if link.uplink_codec == "h264" else "PNG"
     return (f"K = {a.iterations}, optimizer {a.optimizer_state}, "
             f"{'reset to pretrained' if a.reset_to_pretrained else 'updates build on each other'}; "
-            f"{up} up, latency {1000 * link.latency_s:g} ms, unlimited bandwidth; server compute free, "
-            "queues unbounded")
+            f"{up} up, latency {1000 * link.latency_s:g} ms, unlimited bandwidth; {server_model(config, server_times)}")
+
+
+def server_model(config: RunConfig, server_times: dict | None) -> str:
+    """The server model a claim's runs used, short."""
+    server = config.server
+    if server.server_time == "off" or not server_times:
+        return "server compute free (server_time=off)"
+    t = server_times
+    return (f"server on the clock (server_time={server.server_time}: a training step "
+            f"{t['step_base_s']:.3f} s + {t['step_frame_s']:.3f} s a frame, teacher {t['teacher_frame_s']:.3f} s a frame"
+            + (f", speedup {server.speedup:g}" if server.speedup != 1 else "") + f"; one device, {server.gpus} GPU)")
 
 
 def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] | None = None) -> list[Claim]:
@@ -299,18 +311,23 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] |
     ({optimizer_state: text}) is appended to the strategy rows (C3)."""
     claims = []
     for rule in RULES:
-        claim = rule(results)
-        conditions = claim.conditions or row_conditions(results["ams"].config)
+        try:
+            claim = rule(results)
+        except (ArithmeticError, KeyError, TypeError, ValueError) as err:  # one rule's failure is its row's
+            key = rule.__name__.removeprefix("claim_")
+            claim = Claim(key, "not measured", False, f"could not be evaluated: {type(err).__name__}: {err}")
+        measured, reason = claim.measured, claim.reason
+        conditions = claim.conditions or row_conditions(results["ams"].config, results["ams"].server_times)
         if claim.key == "ranking":
             conditions += f"; One-Time trains {results['one_time'].config.adapt.one_time_iterations} steps once"
         if claim.key == "baselines":
             conditions += " (JIT's training and the teacher's labels of remote tracking included)"
+            measured += _staleness_text(results, ("ams", "jit", "remote_tracking"))
         if claim.key == "edge":
             edge = results["ams"].config.edge
             conditions += (f"; edge profile: {1000 * edge.inference_s:g} ms a frame forward, a training step "
                            f"{edge.train_factor:g}x that (phone-class, SPEC.md)")
         state = {"strategies": "persist", "strategies_reset": "reset"}.get(claim.key)
-        measured, reason = claim.measured, claim.reason
         spread = (spreads or {}).get(state)
         if spread:
             measured += f". First Adam step ({state}): {spread['text']}"
@@ -318,6 +335,13 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] |
             reason = f"{claim.reason}; {_strategies_cause(spread, results['ams'].config)}"
         claims.append(replace(claim, measured=measured, reason=reason, conditions=conditions))
     return claims
+
+
+def _staleness_text(results: dict[str, RunResult], names: tuple[str, ...]) -> str:
+    """Each run's mean staleness (asked for -> arrived at the edge), when the server took time."""
+    parts = [f"{n} {results[n].summary()['staleness_mean_s']:.2f} s" for n in names
+             if n in results and results[n].summary().get("staleness_mean_s") is not None]
+    return f". Staleness (asked for -> at the edge), mean: {', '.join(parts)}" if parts else ""
 
 
 def _strategies_cause(spread: dict | None, config: RunConfig) -> str:
@@ -370,6 +394,7 @@ class ClaimsReport:
     command: str
     wall_s: float
     load: float = math.nan  # 15-minute load average at the end
+    spreads: dict | None = None  # C3's first-step spreads on the synthetic video (first_step_spreads)
 
 
 def run_claims(base: RunConfig, *, spans: ClaimSpans = ClaimSpans(), clip: RunConfig | None = None,
@@ -388,7 +413,7 @@ def run_claims(base: RunConfig, *, spans: ClaimSpans = ClaimSpans(), clip: RunCo
     spreads = first_step_spreads(base) if base.video.startswith("synthetic:") else None
     claims = {video: evaluate_claims(runs, spreads=spreads if video == base.video else None)
               for video, runs in results.items()}
-    return ClaimsReport(claims, results, base, spans, command, time.perf_counter() - tic, _load_average())
+    return ClaimsReport(claims, results, base, spans, command, time.perf_counter() - tic, _load_average(), spreads)
 
 
 def runs_table(report: ClaimsReport) -> pd.DataFrame:
@@ -400,7 +425,8 @@ def runs_table(report: ClaimsReport) -> pd.DataFrame:
             rows.append({"video": s["video"], "run": name, "scheme": s["scheme"], "seconds": s["duration_s"],
                          "miou_window": s["miou_window"], "miou_pooled": s["miou_pooled"],
                          "uplink_kbps": s["uplink_kbps"], "downlink_kbps": s["downlink_kbps"],
-                         "num_updates": s["num_updates"]})
+                         "num_updates": s["num_updates"], "staleness_mean_s": s.get("staleness_mean_s"),
+                         "server_busy_s": s.get("server_busy_s")})
     return pd.DataFrame(rows)
 
 
@@ -413,8 +439,8 @@ def claims_markdown(report: ClaimsReport) -> str:
              f"load average {report.load:.1f} over the run's last 15 min). Every number below is measured "
              "by that command; nothing is copied. "
              "mIoU is the trailing-10 s-window mIoU in percent (after the warm-up), bandwidth in "
-             "Kbps = 1000 bit/s. Every row states its conditions: the simulation does not yet charge the "
-             "server's compute (training, the teacher's labels) to the clock, nor fill link queues.",
+             "Kbps = 1000 bit/s. Every row states its conditions, the server model among them: "
+             + _server_sentence(report) + ".",
              "", head, "|" + "---|" * (2 + 3 * len(videos))]
     for k, key in enumerate(CLAIM_TEXT):
         claim, paper = CLAIM_TEXT[key]
@@ -424,6 +450,7 @@ def claims_markdown(report: ClaimsReport) -> str:
             cells += [c.measured, "yes" if c.holds else f"**no**: {c.reason}", c.conditions]
         lines.append("| " + " | ".join(_cell(t) for t in (claim, paper, *cells)) + " |")
     lines += ["", "## How it was measured", ""] + _setup_lines(report)
+    lines += ["", "## What the server's time does to the key-frame baselines", ""] + _baseline_lines(report)
     table = runs_table(report)
     lines += ["", "## The runs", "", _markdown_table(table), ""]
     lines += ["## Real clips (ours)", ""] + real_clips_lines(REAL_CLIPS_TABLE) + [""]
@@ -462,8 +489,8 @@ def _setup_lines(report: ClaimsReport) -> list[str]:
         f"(optimizer_state={a.optimizer_state}; the strategies are also run with reset), "
         f"{'each update from the pretrained weights' if a.reset_to_pretrained else 'each update from the last one'} "
         f"(reset_to_pretrained={str(a.reset_to_pretrained).lower()}); One-Time trains {a.one_time_iterations} "
-        f"steps once, AMS {a.iterations} per update. Not modelled: the server's compute is free (training and "
-        "labelling take no simulated time) and link queues are unbounded.",
+        f"steps once, AMS {a.iterations} per update. {_server_sentence(report)}; link queues unbounded (the "
+        "links are unlimited here, so nothing queues).",
         f"- Link: latency {link.latency_s:g} s each way, unlimited bandwidth; uplink {link.uplink_codec}"
         + (f" at {link.h264_kbps:g} Kbps per sampled frame/s (two-pass libx264)" if link.uplink_codec == "h264" else "")
         + f"; updates sent with the `{link.update_encoder}` encoder.",
@@ -481,6 +508,43 @@ def _setup_lines(report: ClaimsReport) -> list[str]:
         f"least {100 * ASR_SAVING:.0f}% less uplink for at most {CLOSE_POINTS:g} mIoU points.",
         "- `synthetic:parked` is the street's first minutes played 10x slower: a near-static camera.",
     ]
+
+
+def _baseline_lines(report: "ClaimsReport") -> list[str]:
+    """Per video: how many key frames Just-In-Time and remote tracking handed the server, how
+    many it dropped for newer ones, what each cost it and how stale the answers arrived: why
+    they score what they do once the server's work takes time."""
+    lines = []
+    for video, runs in report.results.items():
+        for name, what in (("jit", "trained on and sent the model"), ("remote_tracking", "labelled and sent the label")):
+            if name not in runs:
+                continue
+            u = runs[name].updates
+            dropped = int(u["superseded_by_newer"].fillna(False).astype(bool).sum()) if "superseded_by_newer" in u else 0
+            served = u[u["t_start_s"].notna()] if "t_start_s" in u else u.iloc[0:0]
+            sent = int(served["sent"].fillna(False).astype(bool).sum()) if len(served) else 0
+            cost = float(served["server_s"].mean()) if len(served) else 0.0
+            stale = runs[name].summary().get("staleness_mean_s")
+            lines.append(f"- {video}, {name}: the server took {len(served)} key frames ({cost:.2f} s each on "
+                         f"average) and {what} for {sent}; {dropped} key frames waiting behind a busy server were "
+                         f"dropped for newer ones; answers reached the edge {_pct(stale)} s after the key frame reached "
+                         "the server, on average.")
+    return lines or ["- no key-frame runs"]
+
+
+def _server_sentence(report: "ClaimsReport") -> str:
+    """How the claims' server spent time, in one sentence."""
+    base = report.base
+    times = next((r.server_times for runs in report.results.values() for r in runs.values() if r.server_times), None)
+    if base.server.server_time == "off" or not times:
+        return "the server's compute is free (server_time=off: training and labelling take no simulated time)"
+    return (f"the server's compute is on the simulated clock (server_time={base.server.server_time}, one device "
+            f"on one GPU): a training step on b frames takes {times['step_base_s']:.3f} + b x "
+            f"{times['step_frame_s']:.3f} s and the teacher {times['teacher_frame_s']:.3f} s a frame (the synthetic "
+            "video's exact labels cost what the stand-in teacher, the width-1.0 student at output stride 8, costs); "
+            "AMS and One-Time label an update's new samples and train before it is sent, Just-In-Time labels each "
+            "key frame and trains on it before sending, remote tracking labels each key frame before its label "
+            "goes down, and a key frame still waiting when a newer one arrives is dropped")
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -505,18 +569,49 @@ def _load_average() -> float:
 
 
 def write_claims(report: ClaimsReport, path: str | Path, *, runs_dir: str | Path | None = None) -> Path:
-    """Write the markdown (atomically) and, with `runs_dir`, every run's tables there."""
+    """Write the markdown (atomically) and, with `runs_dir`, every run's tables there and how
+    they were made (REPORT_FILE), from which `load_claims` rebuilds the report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if runs_dir is not None:
+        folders = {}
         for video, runs in report.results.items():
+            folders[video] = video.replace(":", "_").replace("/", "_")
             for name, result in runs.items():
-                save_result(result, Path(runs_dir) / video.replace(":", "_").replace("/", "_") / name)
+                save_result(result, Path(runs_dir) / folders[video] / name)
+        write_json(Path(runs_dir) / REPORT_FILE, {
+            "base": report.base.to_dict(), "spans": asdict(report.spans), "command": report.command,
+            "wall_s": report.wall_s, "load": report.load, "spreads": report.spreads,
+            "runs": {video: {"folder": folders[video], "names": list(runs)} for video, runs in report.results.items()}})
     atomic_write(path, lambda tmp: Path(tmp).write_text(claims_markdown(report)))
     return path
 
 
+REPORT_FILE = "claims_report.json"
+
+
+def load_claims(runs_dir: str | Path) -> ClaimsReport:
+    """The report `write_claims` saved under `runs_dir`, its claims evaluated again from the
+    saved runs (the document can be re-rendered without running anything)."""
+    runs_dir = Path(runs_dir)
+    if not (runs_dir / REPORT_FILE).is_file():
+        raise FileNotFoundError(f"{runs_dir} holds no saved claims ({REPORT_FILE} missing); run "
+                                "`python -m amslib claims` first")
+    meta = json.loads((runs_dir / REPORT_FILE).read_text())
+    base = RunConfig.from_dict(meta["base"])
+    results = {video: {name: load_result(runs_dir / entry["folder"] / name) for name in entry["names"]}
+               for video, entry in meta["runs"].items()}
+    spreads = meta.get("spreads")
+    claims = {video: evaluate_claims(runs, spreads=spreads if video == base.video else None)
+              for video, runs in results.items()}
+    return ClaimsReport(claims, results, base, ClaimSpans(**meta["spans"]), meta["command"], meta["wall_s"],
+                        meta["load"], spreads)
+
+
 def claims_base(base: RunConfig) -> RunConfig:
     """The claims' common setting on top of a preset: an H.264 uplink (the paper's) at 100 Kbps
-    per sampled frame/s, and a 50 ms one-way latency, so labels and updates arrive late."""
-    return replace(base, link=replace(base.link, uplink_codec="h264", h264_kbps=100.0, latency_s=0.05))
+    per sampled frame/s, a 50 ms one-way latency, so labels and updates arrive late, and the
+    server's work on the clock at this machine's measured times (`--set server_time=off` for the
+    free server of the earlier tables)."""
+    return replace(base, link=replace(base.link, uplink_codec="h264", h264_kbps=100.0, latency_s=0.05),
+                   server=replace(base.server, server_time="measured"))

@@ -13,7 +13,9 @@ Experiments (EXPERIMENTS): `schemes` (AMS against the four baselines), `strategi
 (strategy x fraction), `horizon` (training horizon T x evaluation horizon tau: the
 original's `horizon` mode, where each model is used for tau seconds after training on the
 last T), `asr` (ASR/ATR on and off, on the video and on the near-static synthetic:parked),
-`encoders` (every update encoder; the edge applies what it decodes).
+`encoders` (every update encoder; the edge applies what it decodes), `capacity` (devices per
+GPU x scheduler x update interval: fleet runs with the server's time on the clock,
+amslib/analysis/fleet.py).
 """
 from __future__ import annotations
 
@@ -30,11 +32,21 @@ from typing import Any
 
 import pandas as pd
 
-from amslib.analysis.plots import bars_figure, figures_html, heatmap_figure, pareto_figure
+from amslib.analysis.fleet import FleetResult, run_fleet, save_fleet
+from amslib.analysis.plots import bars_figure, capacity_figure, figures_html, heatmap_figure, pareto_figure
 from amslib.analysis.results import SUMMARY_COLUMNS as RESULT_COLUMNS
 from amslib.analysis.results import RunResult, save_result
 from amslib.analysis.runs import simulate
-from amslib.core.config import SCHEMES, STRATEGIES, UPDATE_ENCODERS, ConfigError, RunConfig, _field_owner, with_overrides
+from amslib.core.config import (
+    SCHEDULERS,
+    SCHEMES,
+    STRATEGIES,
+    UPDATE_ENCODERS,
+    ConfigError,
+    RunConfig,
+    _field_owner,
+    with_overrides,
+)
 from amslib.core.files import atomic_write
 from amslib.core.labels import get_label_set
 from amslib.data.video import important_classes, open_video_for
@@ -43,6 +55,9 @@ from amslib.sim.engine import Students
 
 TABLE_FILE, REPORT_FILE = "table.csv", "report.html"
 SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", *RESULT_COLUMNS)
+# a fleet run's own columns (capacity)
+FLEET_COLUMNS = ("miou_window_worst", "staleness_mean_s", "staleness_worst_s", "server_queue_wait_mean_s",
+                 "gpu_utilisation")
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,9 @@ class Experiment:
     heatmap: tuple[str, str] | None = None  # (x, y) parameters of a heatmap of mIoU
     keep: Callable[[dict], bool] = lambda params: True
     fixed: dict = field(default_factory=dict)  # parameters every run of it sets, whatever the preset
+    quick_fixed: dict = field(default_factory=dict)  # and those its quick grid sets
+    defaults: dict = field(default_factory=dict)  # parameters it sets unless the base changed them
+    figure: Callable | None = None  # its own figure of the table, beside the Pareto and bar plots
 
 
 def _no_atr_without_asr(params: dict) -> bool:
@@ -101,6 +119,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                keep=_no_atr_without_asr),
     Experiment("encoders", "every update encoder on the same policy (the edge applies what it decodes)",
                {"update_encoder": UPDATE_ENCODERS.names}, {"update_encoder": UPDATE_ENCODERS.names}),
+    # AMS on N devices sharing one GPU whose training steps and teacher take this machine's
+    # measured time: how many devices it keeps adapted, and how fairly (worst device).
+    Experiment("capacity", "devices per GPU x scheduler x update interval: AMS fleets on one server "
+               "whose work takes its measured time",
+               {"devices": (1, 2, 4, 8), "scheduler": SCHEDULERS, "update_interval_s": (10.0, 20.0)},
+               {"devices": (1, 2, 4), "scheduler": ("fifo", "utility")},
+               fixed={"scheme": "ams"}, quick_fixed={"max_seconds": 80.0}, defaults={"server_time": "measured"},
+               figure=lambda table, title: {"capacity": capacity_figure(table, title=title)}),
 )}
 
 
@@ -151,6 +177,11 @@ def parse_axes(base: RunConfig, items: dict[str, str]) -> dict[str, tuple]:
     return axes
 
 
+def _value(config: RunConfig, key: str):
+    owner, _ = _field_owner(config, key)
+    return getattr(config if owner is None else getattr(config, owner), key)
+
+
 def experiment_jobs(name: str, base: RunConfig, *, quick: bool = False,
                     axes: dict[str, Iterable] | None = None, **job_options) -> list[Job]:
     """The jobs of experiment `name` on `base`; `axes` replaces some of its value lists."""
@@ -163,21 +194,29 @@ def experiment_jobs(name: str, base: RunConfig, *, quick: bool = False,
         grid[key] = tuple(values)
     if "video" in grid and not base.video.startswith("synthetic:"):
         grid["video"] = ("{video}",)  # the synthetic parked scene compares nothing with a file
-    return grid_jobs(with_overrides(base, experiment.fixed), grid, keep=experiment.keep, **job_options)
+    fixed = {**experiment.fixed, **(experiment.quick_fixed if quick else {})}
+    untouched = with_overrides(RunConfig(), {})  # the defaults a base may have left alone
+    fixed.update({k: v for k, v in experiment.defaults.items()
+                  if _value(base, k) == _value(untouched, k) and k not in fixed})
+    return grid_jobs(with_overrides(base, fixed), grid, keep=experiment.keep, **job_options)
 
 
 # -- running one job ---------------------------------------------------------------------------
 _LOCAL = threading.local()  # traced students per worker thread: models are not shareable
 
 
-def run_job(job: Job) -> RunResult:
-    """Run one job in this process (a worker's entry point; reuses traced students)."""
+def run_job(job: Job) -> RunResult | FleetResult:
+    """Run one job in this process (a worker's entry point; reuses traced students); a job
+    of several devices is a fleet run."""
     video, teacher = _open_job(job)
     cache = _LOCAL.__dict__.setdefault("students", {})
     key = Students.key_for(job.config, video)
     if key not in cache:
         cache.clear()  # one model pair at a time keeps a worker's memory flat
         cache[key] = Students.load(job.config, video)
+    if job.config.server.devices > 1 or "devices" in job.params:  # a capacity grid's 1 is a fleet of one
+        return run_fleet(job.config, video=None if job.config.video.startswith("synthetic:") else video,
+                         teacher=teacher, students=cache[key])
     return simulate(job.config, video=video, teacher=teacher, students=cache[key])
 
 
@@ -277,6 +316,8 @@ def sweep_table(jobs: list[Job], results: dict[str, RunResult]) -> pd.DataFrame:
         summary = results[job.name].summary()
         row = {"run": job.name, **{k: v for k, v in job.params.items()}}
         row.update({k: summary.get(k) for k in SUMMARY_COLUMNS if k not in row})
+        if "devices" in job.params or isinstance(results[job.name], FleetResult):
+            row.update({k: summary.get(k) for k in ("devices", "gpus", *FLEET_COLUMNS) if k not in row})
         row.update({f"downlink_kbps_{k}": v for k, v in summary["downlink_kbps_by_encoder"].items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -300,15 +341,18 @@ def run_experiment(name: str, base: RunConfig, *, quick: bool = False, axes: dic
     jobs = experiment_jobs(name, base, quick=quick, axes=axes, **job_options)
     results = run_sweep(jobs, workers=workers, cluster=cluster, on_result=on_result)
     sweep = Sweep(name, jobs, results, sweep_table(jobs, results), {})
-    sweep.figures = sweep_figures(sweep.table, heatmap=EXPERIMENTS[name].heatmap, title=name)
+    sweep.figures = sweep_figures(sweep.table, heatmap=EXPERIMENTS[name].heatmap, title=name,
+                                  extra=EXPERIMENTS[name].figure)
     if out is not None:
         save_sweep(sweep, out)
     return sweep
 
 
-def sweep_figures(table: pd.DataFrame, *, heatmap: tuple[str, str] | None, title: str) -> dict[str, Any]:
-    """The Pareto plot, a bar chart of mIoU and bandwidth, and a heatmap for 2-D grids."""
-    figures = {"pareto": pareto_figure(table, title=f"{title}: mIoU against downlink"),
+def sweep_figures(table: pd.DataFrame, *, heatmap: tuple[str, str] | None, title: str,
+                  extra: Callable | None = None) -> dict[str, Any]:
+    """The Pareto plot, a bar chart of mIoU and bandwidth, a heatmap for 2-D grids, and the
+    experiment's own figure (`extra(table, title)`), first."""
+    figures = {**(extra(table, title) if extra else {}),"pareto": pareto_figure(table, title=f"{title}: mIoU against downlink"),
                "bars": bars_figure(table, title=title)}
     if heatmap and all(c in table for c in heatmap):
         figures["heatmap"] = heatmap_figure(table, x=heatmap[0], y=heatmap[1], title=title)
@@ -320,7 +364,8 @@ def save_sweep(sweep: Sweep, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for job in sweep.jobs:
-        save_result(sweep.results[job.name], out / "runs" / job.name)
+        result = sweep.results[job.name]
+        (save_fleet if isinstance(result, FleetResult) else save_result)(result, out / "runs" / job.name)
     atomic_write(out / TABLE_FILE, lambda tmp: sweep.table.to_csv(tmp, index=False))
     atomic_write(out / REPORT_FILE, lambda tmp: Path(tmp).write_text(
         figures_html(sweep.figures, title=f"AMS Workbench sweep: {sweep.name}", table=sweep.table)))

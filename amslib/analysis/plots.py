@@ -127,6 +127,47 @@ def bars_figure(table, *, title: str) -> go.Figure:
     return fig
 
 
+def capacity_figure(table, *, title: str = "capacity") -> go.Figure:
+    """A capacity sweep: mean and worst device mIoU (%), update staleness (s) and GPU
+    utilisation against devices per GPU, one line per scheduler (and update interval)."""
+    table = table.assign(devices_per_gpu=table["devices"] / table["gpus"])
+    series = [c for c in ("scheduler", "update_interval_s") if c in table and table[c].nunique() > 1] or ["scheduler"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("device mIoU (%): mean, worst dotted",
+                                                        "update staleness, mean (s)", "GPU utilisation"))
+    for k, (key, rows) in enumerate(table.groupby(series, sort=True)):
+        rows = rows.sort_values("devices_per_gpu")
+        name = ", ".join(f"{c}={v}" for c, v in zip(series, key if isinstance(key, tuple) else (key,)))
+        color = _PALETTE[k % len(_PALETTE)]
+        x = rows["devices_per_gpu"]
+        fig.add_scatter(x=x, y=rows["miou_window"], name=name, legendgroup=name, line=dict(color=color), row=1, col=1)
+        fig.add_scatter(x=x, y=rows["miou_window_worst"], name=name, legendgroup=name, showlegend=False,
+                        line=dict(color=color, dash="dot"), row=1, col=1)
+        fig.add_scatter(x=x, y=rows["staleness_mean_s"], name=name, legendgroup=name, showlegend=False,
+                        line=dict(color=color), row=1, col=2)
+        fig.add_scatter(x=x, y=rows["gpu_utilisation"], name=name, legendgroup=name, showlegend=False,
+                        line=dict(color=color), row=1, col=3)
+    fig.update_xaxes(title_text="devices per GPU", type="log", dtick=0.30103)
+    fig.update_layout(title=title, template="plotly_white", height=420)
+    return fig
+
+
+def server_timeline_figure(server, *, title: str = "the server's GPUs") -> go.Figure:
+    """Each job a GPU ran (a fleet's `server` table) as a bar from its start to its end, one
+    row per GPU, coloured by device; the hover gives its queue wait."""
+    fig = go.Figure()
+    for k, (device, rows) in enumerate(server.groupby("device", sort=True)):
+        fig.add_bar(y=[f"GPU {g}" for g in rows["gpu"]], x=rows["t_end_s"] - rows["t_start_s"], base=rows["t_start_s"],
+                    orientation="h", name=f"device {device}", marker_color=_PALETTE[k % len(_PALETTE)],
+                    customdata=rows[["kind", "queue_wait_s"]].to_numpy(),
+                    hovertemplate="%{customdata[0]}: from %{base:.1f} s for %{x:.1f} s, after waiting %{customdata[1]:.1f} s")
+    fig.update_layout(title=title, template="plotly_white", height=180 + 40 * server["gpu"].nunique(),
+                      barmode="overlay", xaxis_title="simulated time (s)")
+    return fig
+
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
 def heatmap_figure(table, *, x: str, y: str, title: str, value: str = "miou_window") -> go.Figure:
     """`value` over a 2-D grid of a sweep table (mean over any other parameters)."""
     grid = table.pivot_table(index=y, columns=x, values=value, aggfunc="mean")

@@ -15,10 +15,10 @@ from amslib.core import metrics
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import UPDATE_ENCODERS, RunConfig
 from amslib.core.files import atomic_write, write_json
-from amslib.sim.state import FramesEvent
+from amslib.sim.state import FramesEvent, LinksEvent
 
-FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE, SEGMENTS_FILE = (
-    "frames.csv", "updates.csv", "config.json", "summary.json", "segments.csv")
+FRAMES_FILE, UPDATES_FILE, CONFIG_FILE, SUMMARY_FILE, SEGMENTS_FILE, TRANSFERS_FILE = (
+    "frames.csv", "updates.csv", "config.json", "summary.json", "segments.csv", "transfers.csv")
 
 
 def _slug(name: str) -> str:
@@ -37,6 +37,11 @@ class RunResult:
     # forgetting per earlier scene (segment, start_s, end_s, live_miou, final_miou, forgetting),
     # measured after the run by `runs.measure_forgetting`; None when not measured
     segments: pd.DataFrame | None = None
+    # every hand-over to the links (direction, t_offered_s, t_start_s, t_arrival_s, queue_s,
+    # bits, cancelled, dropped); None for runs saved before links were logged
+    transfers: pd.DataFrame | None = None
+    # the seconds the server's work cost in this run (ServerTimes as a dict; None: free)
+    server_times: dict | None = None
 
     def counts(self) -> np.ndarray:
         """(N, K, 3) int64 [TP, FP, FN] per frame and class."""
@@ -83,7 +88,8 @@ class RunResult:
             "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
             **self.continual(window, keep, duration_s),
-            "conditions": conditions(self.config),
+            **self.delivery(duration_s),
+            "conditions": conditions(self.config, self.server_times),
         }
 
     def continual(self, window: np.ndarray, keep: np.ndarray, duration_s: float) -> dict:
@@ -116,6 +122,40 @@ class RunResult:
             out["edge_compute_s_per_s"] = seconds / duration_s if duration_s else 0.0
         return out
 
+    def delivery(self, duration_s: float) -> dict:
+        """What the links carried (bits that arrived by the run's end, next to what was offered),
+        how long sends queued, what was dropped or superseded, and the server's staleness
+        (an update asked for -> arrived at the edge) and queue wait. The same keys for every
+        run (None where a run has no such thing, or was saved before links were logged)."""
+        u = self.updates
+
+        def column(name: str) -> np.ndarray:
+            values = u[name].to_numpy(float) if name in u else np.zeros(0)
+            return values[np.isfinite(values)]
+
+        stale, wait, busy = column("staleness_s"), column("queue_wait_s"), column("server_s")
+        out: dict = {"staleness_mean_s": round(float(stale.mean()), 3) if stale.size else None,
+                     "staleness_max_s": round(float(stale.max()), 3) if stale.size else None,
+                     "server_queue_wait_mean_s": round(float(wait.mean()), 3) if wait.size else None,
+                     "server_busy_s": round(float(busy.sum()), 3) if busy.size else None,
+                     "updates_withdrawn": (int(u["superseded_by_newer"].fillna(False).astype(bool).sum())
+                                           if "superseded_by_newer" in u else 0)}
+        keys = [f"{d}link_{k}" for d in ("up", "down") for k in ("delivered_kbps", "queue_mean_s", "queue_max_s")]
+        out.update(dict.fromkeys([*keys, "uplink_dropped_sends", "downlink_superseded"]))
+        t = self.transfers
+        if t is None or not duration_s:
+            return out
+        for direction in ("up", "down"):
+            x = t[t["direction"] == direction]
+            live = x[~(x["cancelled"].astype(bool) | x["dropped"].astype(bool))]
+            delivered = float(live.loc[live["t_arrival_s"] <= duration_s + TIME_EPS_S, "bits"].sum())
+            out[f"{direction}link_delivered_kbps"] = metrics.kbps(delivered, duration_s)
+            out[f"{direction}link_queue_mean_s"] = round(float(live["queue_s"].mean()), 3) if len(live) else 0.0
+            out[f"{direction}link_queue_max_s"] = round(float(live["queue_s"].max()), 3) if len(live) else 0.0
+        out["uplink_dropped_sends"] = int(t.loc[t["direction"] == "up", "dropped"].astype(bool).sum())
+        out["downlink_superseded"] = int(t.loc[t["direction"] == "down", "cancelled"].astype(bool).sum())
+        return out
+
     def scene_changes(self, *, drop_pct: float = 15.0, window: int = 31, min_gap_s: float = 20.0) -> np.ndarray:
         """Times (s) of the scene changes in the teacher's labels: dips of the label's mIoU
         against its label one second before, as notebook 01 finds them (dataset checks)."""
@@ -142,21 +182,24 @@ class RunResult:
         if "t_update_s" in updates:
             updates = updates[updates["t_update_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
         limit = seconds if self.config.max_seconds is None else min(seconds, self.config.max_seconds)
-        return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates)
+        transfers = self.transfers
+        if transfers is not None:
+            transfers = transfers[transfers["t_offered_s"] < seconds - TIME_EPS_S].reset_index(drop=True)
+        return RunResult(replace(self.config, max_seconds=limit), self.classes, frames, updates,
+                         transfers=transfers, server_times=self.server_times)
 
 
-# What the simulation does not model yet: stated with every result, not hidden in it.
-NOT_MODELLED = {
-    "server_compute": "free: the teacher's labels and the training take no simulated time",
-    "link_queues": "unbounded: a link carries whatever it is offered, late but never dropped",
-}
-
-
-def conditions(config: RunConfig) -> dict:
+def conditions(config: RunConfig, server_times: dict | None = None) -> dict:
     """The idealisations and training budget a run's numbers rest on (shown with every
-    result: run summary, claims, notebook captions)."""
-    a, link = config.adapt, config.link
-    out = {**NOT_MODELLED,
+    result: run summary, claims, notebook captions); `server_times`, the seconds the run's
+    server work cost (RunResult.server_times), when known."""
+    a, link, server = config.adapt, config.link, config.server
+    out = {"server_compute": _server_text(server, server_times),
+           "server_share": (f"{server.devices} devices on {server.gpus} GPU(s), {server.scheduler} scheduler"
+                            if server.devices > 1 else f"one device on {server.gpus} GPU(s)"),
+           "link_queues": ("uplink queue unbounded (a sample is late, never dropped)" if link.uplink_queue_s is None
+                           else f"uplink drops a sample that would queue > {link.uplink_queue_s:g} s")
+                          + ("; a newer update replaces one still queued" if link.supersede_queued else ""),
            "uplink": f"{_bandwidth(link.uplink_kbps, link.uplink_trace)}, {link.uplink_codec}"
                      + (f" at {link.h264_kbps:g} Kbps per sampled frame/s" if link.uplink_codec == "h264" else ""),
            "downlink": f"{_bandwidth(link.downlink_kbps, link.downlink_trace)}, {link.update_encoder} encoder",
@@ -169,6 +212,16 @@ def conditions(config: RunConfig) -> dict:
                                   else f"{a.iterations} steps of {a.batch_size} frames per update"
                                   + (", on the edge" if config.scheme == "edge_train" else ""))
     return out
+
+
+def _server_text(server, times: dict | None) -> str:
+    if server.server_time == "off":
+        return "free (server_time=off): the teacher's labels and the training take no simulated time"
+    text = f"on the clock (server_time={server.server_time}"
+    if times:
+        text += (f": step {times['step_base_s']:.3g} s + {times['step_frame_s']:.3g} s/frame, "
+                 f"teacher {times['teacher_frame_s']:.3g} s/frame")
+    return text + (f", speedup {server.speedup:g})" if server.speedup != 1 else ")")
 
 
 def conditions_text(config: RunConfig) -> str:
@@ -191,9 +244,12 @@ class ResultCollector:
         self.config, self.classes = config, classes
         self.frame_rows: list[dict] = []
         self.update_rows: list[dict] = []
+        self.transfers: pd.DataFrame | None = None
 
     def add(self, event) -> None:
-        if isinstance(event, FramesEvent):
+        if isinstance(event, LinksEvent):
+            self.add_links(event)
+        elif isinstance(event, FramesEvent):
             per_frame = metrics.miou_per_frame(event.counts)
             for row, counts, m in zip(event.rows, event.counts, per_frame):
                 row = dict(row, miou_frame=m)
@@ -203,11 +259,16 @@ class ResultCollector:
         else:
             self.update_rows.append(event.row)
 
+    def add_links(self, event) -> None:
+        self.transfers = pd.DataFrame(event.rows, columns=TRANSFER_COLUMNS)
+
     def result(self) -> RunResult:
         return RunResult(self.config, self.classes, pd.DataFrame(self.frame_rows),
-                         pd.DataFrame(self.update_rows, columns=_UPDATE_COLUMNS if not self.update_rows else None))
+                         pd.DataFrame(self.update_rows, columns=_UPDATE_COLUMNS if not self.update_rows else None),
+                         transfers=self.transfers)
 
 
+TRANSFER_COLUMNS = ["direction", "t_offered_s", "t_start_s", "t_arrival_s", "queue_s", "bits", "cancelled", "dropped"]
 _UPDATE_COLUMNS = ["update", "t_update_s", "t_arrival_s", "sent", "num_samples", "downlink_bits"]
 
 
@@ -230,7 +291,10 @@ def save_result(result: RunResult, out_dir: str | Path) -> Path:
     atomic_write(out / UPDATES_FILE, lambda tmp: result.updates.to_csv(tmp, index=False))
     if result.segments is not None:
         atomic_write(out / SEGMENTS_FILE, lambda tmp: result.segments.to_csv(tmp, index=False))
-    write_json(out / CONFIG_FILE, {"config": result.config.to_dict(), "classes": list(result.classes)})
+    if result.transfers is not None:
+        atomic_write(out / TRANSFERS_FILE, lambda tmp: result.transfers.to_csv(tmp, index=False))
+    write_json(out / CONFIG_FILE, {"config": result.config.to_dict(), "classes": list(result.classes),
+                                   "server_times": result.server_times})
     write_json(out / SUMMARY_FILE, result.summary())
     return out
 
@@ -244,8 +308,9 @@ def load_result(out_dir: str | Path) -> RunResult:
     meta = json.loads((out / CONFIG_FILE).read_text())
     updates = pd.read_csv(out / UPDATES_FILE, keep_default_na=False, na_values=[""])
     segments = pd.read_csv(out / SEGMENTS_FILE) if (out / SEGMENTS_FILE).is_file() else None
+    transfers = pd.read_csv(out / TRANSFERS_FILE) if (out / TRANSFERS_FILE).is_file() else None
     return RunResult(RunConfig.from_dict(meta["config"]), tuple(meta["classes"]),
-                     pd.read_csv(out / FRAMES_FILE), updates, segments)
+                     pd.read_csv(out / FRAMES_FILE), updates, segments, transfers, meta.get("server_times"))
 
 
 SUMMARY_COLUMNS = ("miou_window", "miou_pooled", "miou_frame_mean", "uplink_kbps", "downlink_kbps",

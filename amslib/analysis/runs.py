@@ -1,20 +1,24 @@
 """Running schemes to result tables: one run, a run followed live or with a progress bar,
-and several schemes on one video with the students loaded once.
+a run read back from a cache keyed by what decides it, and several schemes on one video with
+the students loaded once.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from amslib.analysis.results import RunResult, collect
+from amslib.analysis.results import CONFIG_FILE, RunResult, collect, load_result, save_result
 from amslib.core.config import RunConfig
+from amslib.core.files import atomic_dir
 from amslib.core.metrics import frame_counts, miou_pooled
 from amslib.models.teachers import read_labelled
 from amslib.sim.engine import Simulation
-from amslib.sim.state import FramesEvent
+from amslib.sim.state import FramesEvent, UpdateEvent
 
 
 def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], None]]:
@@ -28,7 +32,7 @@ def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], N
     def on_event(event) -> None:
         if isinstance(event, FramesEvent):
             bar.update(len(event.rows))
-        elif event.row.get("sent"):
+        elif isinstance(event, UpdateEvent) and event.row.get("sent"):
             updates[0] += 1
             bar.set_postfix(updates=updates[0])
     return on_event, bar.close
@@ -61,10 +65,41 @@ def run_simulation(sim, *, on_event: Callable | None = None, progress: bool = Fa
 
 
 def _with_forgetting(sim: Simulation, result: RunResult) -> RunResult:
-    """The result with its forgetting table, unless the run was stopped early or has no frames."""
+    """The result with the server's times and its forgetting table (unless the run was
+    stopped early or has no frames)."""
+    result = replace(result, server_times=None if sim.times.free else asdict(sim.times))
     if sim.stopped or result.frames.empty:
         return result
     return replace(result, segments=measure_forgetting(sim, result))
+
+
+def run_key(sim: Simulation) -> str:
+    """Hex SHA-256 of what decides a run's tables: its config (scheme, policy, seed, link),
+    the video's key (content, size, fps), the teacher's name (model file hash or label
+    folder) and every pretrained weight of the student. Not the code: a changed simulation
+    needs a new cache folder."""
+    digest = hashlib.sha256()
+    for part in (sim.config.to_json(), sim.video.key, sim.teacher.name):
+        digest.update(part.encode() + b"\0")
+    for array in sim.students.pretrained_state or [sim.students.pretrained]:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def cached_run(sim: Simulation, *, cache_dir: str | Path, on_event: Callable | None = None) -> tuple[RunResult, bool]:
+    """(result, from_cache): `sim`'s run to its end, read back from
+    `cache_dir/<scheme>-<run_key>` when an earlier call saved the same run there; else run
+    (`on_event` follows it), then saved whole (`files.atomic_dir`). A stopped run is not saved."""
+    folder = Path(cache_dir) / f"{sim.config.scheme}-{run_key(sim)[:24]}"
+    if (folder / CONFIG_FILE).is_file():
+        result = load_result(folder)
+        if result.config == sim.config:  # a folder of another run under a colliding name is run again
+            return result, True
+    result = run_simulation(sim, on_event=on_event)
+    if not sim.stopped:
+        with atomic_dir(folder, marker=CONFIG_FILE) as staging:
+            save_result(result, staging)
+    return result, False
 
 
 def measure_forgetting(sim: Simulation, result: RunResult, *, per_segment: int = 8) -> pd.DataFrame:

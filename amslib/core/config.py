@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from amslib.core.profiles import SERVER_PROFILES
 from amslib.core.registry import ENCODERS as UPDATE_ENCODERS
 from amslib.core.registry import SCHEMES, STRATEGIES
 
@@ -17,7 +18,12 @@ from amslib.core.registry import SCHEMES, STRATEGIES
 # (amslib/core/registry.py); validation below reads them.
 UPLINK_CODECS = ("png", "h264")
 OPTIMIZER_STATES = ("persist", "reset")  # AdaptConfig.optimizer_state
-_SUBCONFIGS = ("adapt", "link", "eval", "baseline", "edge")
+# ServerConfig.server_time: "off" (the server's work is free), "measured" (timed on this
+# machine once, cached), "fixed" (the step_*/teacher_frame_s fields), or a shipped profile
+# (amslib/core/profiles.py)
+SERVER_TIMES = ("off", "measured", "fixed")
+SCHEDULERS = ("fifo", "round_robin", "utility")
+_SUBCONFIGS = ("adapt", "link", "eval", "baseline", "edge", "server")
 
 
 class ConfigError(ValueError):
@@ -97,6 +103,12 @@ class LinkConfig:
     h264_kbps: float = 100.0
     update_encoder: str = "original"  # how model updates are written (UPDATE_ENCODERS)
     ledger_all_encoders: bool = True  # also size every update with every encoder (the ledger)
+    # The uplink drops a sample when the queue ahead of it would hold it longer than this
+    # (None: an unbounded queue, the idealisation every earlier table was made with).
+    uplink_queue_s: float | None = None
+    # An update still waiting in the downlink queue when a newer one is sent is replaced by it
+    # (the newer one then also carries what the dropped one changed).
+    supersede_queued: bool = True
 
     def __post_init__(self) -> None:
         for name in ("uplink_kbps", "downlink_kbps"):
@@ -109,6 +121,8 @@ class LinkConfig:
         _check(self.uplink_codec in UPLINK_CODECS,
                f"uplink_codec must be one of {', '.join(UPLINK_CODECS)}, got '{self.uplink_codec}'")
         _check(self.h264_kbps > 0, f"h264_kbps must be > 0, got {self.h264_kbps}")
+        _check(self.uplink_queue_s is None or self.uplink_queue_s >= 0,
+               f"uplink_queue_s must be >= 0 seconds (or none for unbounded), got {self.uplink_queue_s}")
         _check(self.update_encoder in UPDATE_ENCODERS,
                f"update_encoder must be one of {', '.join(UPDATE_ENCODERS)}, got '{self.update_encoder}'")
 
@@ -171,6 +185,44 @@ class EdgeConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """What the server's work costs on the simulated clock, and how many devices share it.
+
+    `server_time` names where the times come from: "off" (free: the server answers at once,
+    the idealisation of every earlier table), "measured" (the run's own training step and
+    teacher timed once on this machine and cached, amslib/sim/server.py), "fixed" (the three
+    fields below) or a shipped profile (amslib/core/profiles.py). A training step on b frames
+    takes step_base_s + b * step_frame_s; the teacher takes teacher_frame_s per frame; all
+    divided by `speedup` (a faster server). `devices` edge devices (a fleet run, each its own
+    seed of the video) share `gpus` servers, which take waiting work by `scheduler`."""
+
+    server_time: str = "off"
+    step_base_s: float = 0.0
+    step_frame_s: float = 0.0
+    teacher_frame_s: float = 0.0
+    speedup: float = 1.0
+    devices: int = 1
+    gpus: int = 1
+    scheduler: str = "fifo"
+    # a fleet on a synthetic video: each device its own street (seed + k), or all the same one
+    fleet_videos: str = "seeds"
+
+    def __post_init__(self) -> None:
+        allowed = (*SERVER_TIMES, *SERVER_PROFILES)
+        _check(self.server_time in allowed,
+               f"server_time must be one of {', '.join(allowed)}, got '{self.server_time}'")
+        for name in ("step_base_s", "step_frame_s", "teacher_frame_s"):
+            value = getattr(self, name)
+            _check(value >= 0 and value == value, f"{name} must be >= 0 seconds, got {value}")
+        _check(self.speedup > 0, f"speedup must be > 0 (2 = a server twice as fast), got {self.speedup}")
+        _check(self.devices >= 1, f"devices must be >= 1 edge device, got {self.devices}")
+        _check(self.gpus >= 1, f"gpus must be >= 1, got {self.gpus}")
+        _check(self.scheduler in SCHEDULERS,
+               f"scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'")
+        _check(self.fleet_videos in ("seeds", "same"), f"fleet_videos must be seeds or same, got '{self.fleet_videos}'")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run; saved next to its results."""
 
@@ -191,6 +243,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def __post_init__(self) -> None:
         _check(self.scheme in SCHEMES, f"scheme must be one of {', '.join(SCHEMES)}, got '{self.scheme}'")
@@ -223,7 +276,7 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         data = dict(data)
         nested = {"adapt": AdaptConfig, "link": LinkConfig, "eval": EvalConfig,
-                  "baseline": BaselineConfig, "edge": EdgeConfig}
+                  "baseline": BaselineConfig, "edge": EdgeConfig, "server": ServerConfig}
         for key, kind in nested.items():
             if key in data:
                 data[key] = kind(**data[key])

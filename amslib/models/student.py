@@ -261,14 +261,22 @@ def flat_weights(model: keras.Model) -> np.ndarray:
 
 
 def set_flat_weights(model: keras.Model, flat: np.ndarray) -> None:
-    """Inverse of `flat_weights` (assigns in place)."""
-    offset = 0
-    for v in model.trainable_variables:
-        size = int(np.prod(v.shape))
-        v.assign(flat[offset:offset + size].reshape(v.shape))
-        offset += size
-    if offset != flat.size:
-        raise ValueError(f"weight vector has {flat.size} values, the model needs {offset}")
+    """Inverse of `flat_weights` (assigns in place). One traced call splits the vector and
+    assigns every variable: assigning them one by one from Python cost 2-3 ms each, about
+    0.5 s per update for the laptop student's 260 variables (docs/BENCHMARKS.md)."""
+    variables = model.trainable_variables
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    if sum(sizes) != flat.size:
+        raise ValueError(f"weight vector has {flat.size} values, the model needs {sum(sizes)}")
+    assign = getattr(model, "_amslib_assign_flat", None)
+    if assign is None:
+        def assign_all(vector):
+            for v, part in zip(variables, tf.split(vector, sizes)):
+                v.assign(tf.reshape(part, v.shape))
+            return tf.constant(0)
+        assign = tf.function(assign_all, input_signature=[tf.TensorSpec((sum(sizes),), tf.float32)], autograph=False)
+        model._amslib_assign_flat = assign
+    assign(tf.convert_to_tensor(np.asarray(flat, np.float32)))
 
 
 class Predictor:

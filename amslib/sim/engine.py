@@ -16,8 +16,11 @@ it runs, taking effect at the next update.
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +35,8 @@ from amslib.models.teachers import OracleTeacher, Teacher
 from amslib.sim.codec import decode_update, encode_all, h264_segment, png_bytes
 from amslib.sim.link import Link, make_link
 from amslib.sim.schemes.base import Scheme
-from amslib.sim.state import FramesEvent, Pending, RunState, Sample, UpdateEvent
+from amslib.sim.server import Job, Server, ServerTimes, measure_server, server_times
+from amslib.sim.state import FramesEvent, LinksEvent, Pending, RunState, Sample, UpdateEvent
 from amslib.sim.training import Trainer
 
 
@@ -80,9 +84,15 @@ class Simulation:
     teacher: Teacher
     adapt: AdaptConfig
     students: Students
+    times: ServerTimes = field(default_factory=ServerTimes)  # what the server's work costs
+    device: int = 0  # this edge device's number in a fleet (amslib/sim/fleet.py)
+    server: Server | None = None  # shared by a fleet; None: the run makes its own
     pending_policy: dict = field(default_factory=dict)  # asked for, applied at the next update
     frames_read: int | None = None  # set when the video ended before the frames it promised
     _policy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # wall seconds this run spent per kind of work (video, teacher, edge_inference,
+    # server_training, encoding): the benchmark's breakdown of where a run's time goes
+    wall_s: dict = field(default_factory=dict, repr=False, compare=False)
     stopped: bool = False
 
     @classmethod
@@ -98,7 +108,8 @@ class Simulation:
         _check_video(config, video)
         if students is None or students.key != Students.key_for(config, video):
             students = Students.load(config, video)
-        return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students)
+        times = server_times(config, measure=lambda: measure_server_times(config, video, teacher, students))
+        return cls(config=config, video=video, teacher=teacher, adapt=config.adapt, students=students, times=times)
 
     @property
     def pretrained(self) -> np.ndarray:
@@ -134,6 +145,15 @@ class Simulation:
             self.adapt = replace(self.adapt, **changes)
         return changes
 
+    @contextmanager
+    def timed(self, kind: str):
+        """Add the wall time of the block to `wall_s[kind]`."""
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.wall_s[kind] = self.wall_s.get(kind, 0.0) + time.perf_counter() - tic
+
     def stop(self) -> None:
         """Ask a running `run()` to end after the current batch of frames."""
         self.stopped = True
@@ -149,11 +169,23 @@ class Simulation:
         """First frame index whose time is >= t_s (`clock.NEVER` for 'never')."""
         return frame_at(t_s, self.video.fps)
 
-    def run(self) -> Iterator[FramesEvent | UpdateEvent]:
-        """Simulate the whole video (or `max_seconds`), yielding events as they happen."""
+    def run(self) -> Iterator[FramesEvent | UpdateEvent | LinksEvent]:
+        """Simulate the whole video (or `max_seconds`), yielding events as they happen; the
+        last event is the links' log (`LinksEvent`)."""
+        self.begin()
+        while not self.done and not self.stopped:
+            yield from self.serve()  # before the frames: a policy changed on seeing a row applies next
+            yield from self.advance()
+        yield from self.finish()
+
+    def begin(self, *, server: Server | None = None) -> None:
+        """Set up a run: fresh links and state, the scheme, the pretrained edge model. A fleet
+        passes the `server` its devices share (and then dispatches it itself)."""
         uplink, downlink = _links(self.config)
-        state = RunState(uplink=uplink, downlink=downlink, rng=np.random.default_rng(self.config.seed))
-        scheme = SCHEMES.load(self.config.scheme)(self)
+        self.state = state = RunState(uplink=uplink, downlink=downlink, rng=np.random.default_rng(self.config.seed))
+        self.owns_server = server is None
+        self.server = server or Server(gpus=self.config.server.gpus, scheduler=self.config.server.scheduler)
+        self.scheme = scheme = SCHEMES.load(self.config.scheme)(self)
         state.next_update_s = scheme.first_update_s()
         if self.students.pretrained_state is not None:  # every weight: edge schemes move BatchNorm's statistics
             self.edge_predictor.model.set_weights(self.students.pretrained_state)
@@ -162,24 +194,73 @@ class Simulation:
         self.trainer.reset_optimizer(lr=self.adapt.lr)  # a run never inherits another run's Adam state
         state.edge_weights = state.server_weights = self.pretrained
         scheme.start(state)
-        n = self.num_frames
-        i = 0
-        while i < n and not self.stopped:
-            self._apply_arrivals(state, scheme, i / self.video.fps)
-            stop = self._next_boundary(state, scheme, i, n)
-            event = self._run_frames(state, scheme, i, stop)
-            if event.rows:
-                yield event
-            if len(event.rows) < stop - i:  # a file shorter than its header said: the run ends here
-                self.frames_read = i + len(event.rows)
-                return
-            i = stop
-            while i < n and i >= self.frame_at(state.next_update_s):
-                yield UpdateEvent(scheme.update(state, state.next_update_s))
+        self.i = 0
+        self.done = self.num_frames == 0
+
+    @property
+    def now_s(self) -> float:
+        """The time of the next frame to run."""
+        return self.i / self.video.fps
+
+    def serve(self) -> list:
+        """The server's work that can start by now (a run's own server; a fleet dispatches its
+        shared one itself), and the rows it wrote."""
+        if self.owns_server:
+            self.server.dispatch(self.now_s)
+        return self._rows(self.state)
+
+    def advance(self, until_s: float = math.inf) -> list:
+        """One step of the run: the frames up to the next event (stopping before `until_s`),
+        then the updates due. Returns its events; sets `done` after the last frame."""
+        state, scheme, i, n = self.state, self.scheme, self.i, self.num_frames
+        events: list = self._rows(state)
+        self._apply_arrivals(state, scheme, i / self.video.fps)
+        stop = self._next_boundary(state, scheme, i, n)
+        if until_s < math.inf:
+            stop = max(i + 1, min(stop, self.frame_at(until_s)))
+        event = self._run_frames(state, scheme, i, stop)
+        if event.rows:
+            events.append(event)
+        if len(event.rows) < stop - i:  # a file shorter than its header said: the run ends here
+            self.frames_read = i + len(event.rows)
+            self.done = True
+            return events
+        self.i = i = stop
+        while i < n and i >= self.frame_at(state.next_update_s):
+            row = scheme.update(state, state.next_update_s)
+            if row is not None:
+                state.ledger.append(row)
+        events += self._rows(state)
+        self.done = i >= n or self.stopped
+        return events
+
+    def finish(self) -> list:
+        """After the last frame: the server finishes the work it was given (its rows say when
+        that would have arrived), then the links' log."""
+        if self.owns_server:
+            self.server.dispatch(math.inf)
+        return [*self._rows(self.state), LinksEvent(self.link_rows())]
+
+    def _rows(self, state: RunState) -> list[UpdateEvent]:
+        rows, state.ledger = state.ledger, []
+        return [UpdateEvent(row) for row in rows]
+
+    def submit(self, job: Job) -> Job:
+        """Hand server work to the server, as this device's."""
+        job.device = self.device
+        return self.server.submit(job)
+
+    def link_rows(self) -> list[dict]:
+        """Every hand-over to either link: offered, started, arrived, bits; cancelled or dropped."""
+        return [{"direction": direction, "t_offered_s": x.t_offered_s, "t_start_s": x.t_start_s,
+                 "t_arrival_s": x.t_arrival_s, "queue_s": x.queue_s, "bits": x.bits,
+                 "cancelled": x.cancelled, "dropped": x.dropped}
+                for direction, link in (("up", self.state.uplink), ("down", self.state.downlink))
+                for x in link.transfers]
 
     def _next_boundary(self, state: RunState, scheme: Scheme, i: int, n: int) -> int:
         candidates = [n, i + self.config.edge_batch, self.frame_at(state.next_update_s),
-                      scheme.next_key_frame(state) + 1]
+                      scheme.next_key_frame(state) + 1, self.frame_at(self.server.next_start_s())]
         candidates += [self.frame_at(p.arrival_s) for p in state.pending]
         return max(i + 1, min(c for c in candidates if c > i))
 
@@ -192,13 +273,16 @@ class Simulation:
 
     # -- the edge ----------------------------------------------------------------------
     def _run_frames(self, state: RunState, scheme: Scheme, start: int, stop: int) -> FramesEvent:
-        frames = self.video.frames(start, stop)
+        with self.timed("video"):
+            frames = self.video.frames(start, stop)
         stop = start + len(frames)
         if not len(frames):
             return FramesEvent(start=start, rows=[], counts=np.zeros((0, len(self.video.class_ids), 3), np.int64),
                                predictions=np.zeros((0, self.video.height, self.video.width), np.uint8))
-        truth = self.teacher.labels(self.video, start, stop, frames=frames)
-        pred = scheme.predict(state, start, frames)
+        with self.timed("teacher"):
+            truth = self.teacher.labels(self.video, start, stop, frames=frames)
+        with self.timed("edge_inference"):
+            pred = scheme.predict(state, start, frames)
         counts = frame_counts(truth, pred, class_ids=self.video.class_ids)
         temporal = self._temporal(state, truth, pred)
         rows = []
@@ -218,7 +302,7 @@ class Simulation:
         # edge compute booked on the batch's first frame (a scheme's own training on the edge)
         rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames)
         state.edge_train_frames = state.edge_forward_frames = 0
-        return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred)
+        return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred, frames=frames, labels=truth)
 
     def _temporal(self, state: RunState, truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
         """Per frame: how many pixels the edge's prediction and the teacher's label flip from
@@ -250,6 +334,11 @@ class Simulation:
             labels = self._server_labels(samples, decoded)
             for s, frame, label in zip(samples, decoded, labels):
                 s.frame, s.label = frame, label
+        bound = self.config.link.uplink_queue_s
+        if bound is not None and state.uplink.backlog_s(t_s) > bound + TIME_EPS_S:
+            state.uplink.drop(t_s, bits)  # the queue is full: these samples never leave the edge
+            state.dropped_samples += len(samples)
+            return 0
         arrival = state.uplink.send(t_s, bits)
         for s in samples:
             s.arrival_s = arrival
@@ -278,19 +367,51 @@ class Simulation:
         """Encode new weights with every encoder (for the ledger), send the configured one
         down, and queue the decoded weights for the edge. Returns the ledger columns."""
         chosen = self.config.link.update_encoder
-        encoded = encode_all(values, mask, base=base,
-                             encoders=ENCODERS.names if self.config.link.ledger_all_encoders else (chosen,))
-        sent = encoded[chosen]
-        sizes = {f"bytes_{name}": e.compressed_bytes for name, e in encoded.items()}
-        weights = decode_update(sent, base)  # what the edge will hold
+        superseded = self._supersede(state, t_s)
+        if superseded and mask is not None:
+            # the edge will hold what it had before the withdrawn updates: send their changes too
+            held = self._held_weights(state)
+            mask, base = mask | (held != base), held
+        with self.timed("encoding"):
+            encoded = encode_all(values, mask, base=base,
+                                 encoders=ENCODERS.names if self.config.link.ledger_all_encoders else (chosen,))
+            sent = encoded[chosen]
+            sizes = {f"bytes_{name}": e.compressed_bytes for name, e in encoded.items()}
+            weights = decode_update(sent, base)  # what the edge will hold
         state.server_weights = weights  # the server continues from what the edge has
         state.updates += 1
-        arrival = state.downlink.send(t_s, sent.bits)
+        arrival = state.downlink.send(t_s, sent.bits, tag=state.updates)
         state.pending.append(Pending(arrival, state.updates, weights=weights))
         return {"sent": True, "t_arrival_s": arrival, "encoder": chosen, "num_params": sent.num_params,
+                "supersedes": ",".join(map(str, superseded)),
                 "num_sent": sent.num_sent, "mask_bytes": sent.mask_bytes, "value_bytes": sent.value_bytes,
                 "compressed_bytes": sent.compressed_bytes, "downlink_bits": sent.bits, **sizes}
 
+
+    def _supersede(self, state: RunState, t_s: float) -> list[int]:
+        """With `supersede_queued`, withdraw the updates still waiting in the downlink queue at
+        `t_s` (a newer one replaces them); returns their version numbers."""
+        if not self.config.link.supersede_queued:
+            return []
+        versions = [v for v in state.downlink.cancel_queued(t_s) if v is not None]
+        state.pending = [p for p in state.pending if p.version not in versions or p.weights is None]
+        state.superseded += len(versions)
+        return versions
+
+    def _held_weights(self, state: RunState) -> np.ndarray:
+        """The weights the edge will hold once what is still on its way down has arrived."""
+        queued = [p for p in state.pending if p.weights is not None]
+        return max(queued, key=lambda p: p.version).weights if queued else state.edge_weights
+
+
+def measure_server_times(config: RunConfig, video: Video, teacher: Teacher, students: Students) -> ServerTimes:
+    """Time this machine's training step and teacher on the run's first frames."""
+    from amslib.models.teachers import read_labelled  # deferred: only a measurement reads frames here
+
+    count = min(config.adapt.batch_size, video.num_frames)
+    frames, labels = read_labelled(video, teacher, np.arange(count))
+    return measure_server(students.trainer, teacher, frames, labels, batch=config.adapt.batch_size,
+                          num_classes=video.label_set.num_classes)
 
 
 def _links(config: RunConfig) -> tuple[Link, Link]:

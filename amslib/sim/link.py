@@ -8,11 +8,13 @@ last rate holding on. 1 Kbps = 1000 bit/s, as everywhere in the workbench.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from amslib.core.clock import TIME_EPS_S
 
 _BITS_EPS = 1e-12  # bits left below this count as sent (float round-off, not a time)
 
@@ -85,22 +87,70 @@ class RateTrace:
 
 
 @dataclass
+class Transfer:
+    """One hand-over to a link: when it was offered, started, finished and arrived, and its
+    bits; `cancelled` when superseded before it started, `dropped` when refused by a full queue."""
+
+    tag: object
+    t_offered_s: float
+    t_start_s: float
+    t_done_s: float
+    t_arrival_s: float
+    bits: int
+    cancelled: bool = False
+    dropped: bool = False
+
+    @property
+    def queue_s(self) -> float:
+        return self.t_start_s - self.t_offered_s
+
+
+@dataclass
 class Link:
     """One direction: transmissions queue behind each other (serial), then take `latency_s`.
-    `rate` None means unlimited bandwidth (transmission takes no time)."""
+    `rate` None means unlimited bandwidth (transmission takes no time). Every hand-over is
+    logged in `transfers` (offered, queued, sent, arrived)."""
 
     rate: RateTrace | None
     latency_s: float = 0.0
     free_at_s: float = 0.0
     bits: int = 0
+    transfers: list[Transfer] = field(default_factory=list)
 
-    def send(self, t_s: float, bits: int) -> float:
+    def send(self, t_s: float, bits: int, *, tag: object = None) -> float:
         """Arrival time of `bits` handed to the link at `t_s`."""
         start = max(t_s, self.free_at_s)
         done = start if self.rate is None else self.rate.finish_s(start, bits)
         self.free_at_s = done
         self.bits += bits
+        self.transfers.append(Transfer(tag, t_s, start, done, done + self.latency_s, bits))
         return done + self.latency_s
+
+    def backlog_s(self, t_s: float) -> float:
+        """How long something handed over at `t_s` would wait before its first bit is sent."""
+        return max(0.0, self.free_at_s - t_s)
+
+    def drop(self, t_s: float, bits: int, *, tag: object = None) -> None:
+        """Log a hand-over the queue refused (nothing is sent)."""
+        self.transfers.append(Transfer(tag, t_s, math.inf, math.inf, math.inf, bits, dropped=True))
+
+    def cancel_queued(self, t_s: float) -> list[object]:
+        """Withdraw every transfer that has not started by `t_s` (they sit at the queue's tail,
+        the link being serial); returns their tags. The link is then free when the last
+        started transfer ends."""
+        live = [x for x in self.transfers if not (x.cancelled or x.dropped)]
+        waiting = [x for x in live if x.t_start_s > t_s]
+        for x in waiting:
+            x.cancelled = True
+            self.bits -= x.bits
+        if waiting:
+            self.free_at_s = max((x.t_done_s for x in live if x.t_start_s <= t_s), default=0.0)
+        return [x.tag for x in waiting]
+
+    def delivered_bits(self, until_s: float) -> int:
+        """Bits that arrived by `until_s` (whole transfers; cancelled and dropped ones never do)."""
+        return sum(x.bits for x in self.transfers
+                   if not (x.cancelled or x.dropped) and x.t_arrival_s <= until_s + TIME_EPS_S)
 
 
 def make_link(kbps: float | None, trace: str, latency_s: float) -> Link:

@@ -19,6 +19,8 @@ class FramesEvent:
     rows: list[dict]
     counts: np.ndarray
     predictions: np.ndarray  # (N, H, W) uint8, for live views; not stored in results
+    frames: np.ndarray | None = None  # (N, H, W, 3) uint8 as the edge read them, for live views
+    labels: np.ndarray | None = None  # (N, H, W) uint8, the teacher's, for live views
 
 
 @dataclass
@@ -26,6 +28,13 @@ class UpdateEvent:
     """Something the server computed and (maybe) sent down; `row` is its ledger entry."""
 
     row: dict
+
+
+@dataclass
+class LinksEvent:
+    """The end of a run: every hand-over to the links (Simulation.link_rows)."""
+
+    rows: list[dict]
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Sample:
     label: np.ndarray
     arrival_s: float = math.inf
     seen: bool = False  # already used by an update's ASR measurement
+    labelled: bool = False  # the server's teacher has labelled it (its time was paid)
     edge_frame: np.ndarray | None = None  # the frame as the edge has it (before any codec)
 
     def __post_init__(self) -> None:
@@ -78,3 +88,6 @@ class RunState:
     last_truths: list = field(default_factory=list)  # the teacher's labels of the last second's frames
     edge_train_frames: int = 0  # frames through a training step on the edge, not booked yet
     edge_forward_frames: int = 0  # extra forward passes on the edge (beyond inference), not booked yet
+    ledger: list[dict] = field(default_factory=list)  # update rows not yet yielded (the server writes them when it runs)
+    dropped_samples: int = 0  # refused by a full uplink queue (LinkConfig.uplink_queue_s)
+    superseded: int = 0  # updates withdrawn from the downlink queue by a newer one

@@ -15,27 +15,25 @@ with ipywidgets and holds all the state (STYLE.md, principle 8).
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from amslib.analysis.results import RunResult, collect
 from amslib.analysis.runs import prediction_recorder
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import RunConfig
-from amslib.core.labels import IGNORE_ID, LabelSet
+from amslib.core.labels import LabelSet
 from amslib.core.metrics import frame_counts, iou
 from amslib.data.video import Video
 from amslib.models.teachers import Teacher, read_labelled
 from amslib.sim.engine import Simulation
+from amslib.ui.pictures import ERROR_RGB, error_mask, png, render_panel  # noqa: F401 - ERROR_RGB, error_mask: re-exported
 from amslib.ui.widgets import error_text, guarded
-
-ERROR_RGB = (255, 0, 0)
 
 
 # -- the recording ------------------------------------------------------------------------------
@@ -109,14 +107,6 @@ def update_arrivals(updates: pd.DataFrame, *, fps: float, num_frames: int) -> pd
     return out[out["arrival_frame"] < num_frames].reset_index(drop=True)
 
 
-def error_mask(label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels whose prediction differs from the label (unlabelled pixels,
-    id 255, are never errors). label, prediction: (H, W) uint8 class ids."""
-    if label.shape != prediction.shape:
-        raise ValueError(f"label {label.shape} and prediction {prediction.shape} must have the same shape")
-    return (prediction != label) & (label != IGNORE_ID)
-
-
 def frame_iou(label: np.ndarray, prediction: np.ndarray, *, class_ids: tuple[int, ...],
               classes: tuple[str, ...]) -> pd.DataFrame:
     """Per-class IoU of one frame: index `classes`, columns `iou_pct` (NaN when the class is
@@ -126,59 +116,6 @@ def frame_iou(label: np.ndarray, prediction: np.ndarray, *, class_ids: tuple[int
     table = pd.DataFrame(counts, index=pd.Index(classes, name="class"), columns=["tp", "fp", "fn"])
     table.insert(0, "iou_pct", 100.0 * iou(counts))
     return table
-
-
-def error_overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: the frame darkened to 40 % with the `mask` (H, W) pixels in red."""
-    out = (frame.astype(np.float32) * 0.4).astype(np.uint8)
-    out[mask] = ERROR_RGB
-    return out
-
-
-def _legend(label_set: LabelSet, classes: tuple[str, ...], width: int) -> Image.Image:
-    """Swatch + name per class, wrapped to rows of `width` pixels."""
-    cell, row_h = 110, 18
-    per_row = max(1, width // cell)
-    rows = math.ceil(len(classes) / per_row) if classes else 0
-    image = Image.new("RGB", (width, 4 + rows * row_h), "white")
-    draw = ImageDraw.Draw(image)
-    for k, name in enumerate(classes):
-        x, y = 4 + (k % per_row) * cell, 2 + (k // per_row) * row_h
-        draw.rectangle([x, y + 2, x + 12, y + 14], fill=label_set.colors[label_set.names.index(name)],
-                       outline="black")
-        draw.text((x + 17, y + 3), name, fill="black")
-    return image
-
-
-def render_panel(frame: np.ndarray, label: np.ndarray, prediction: np.ndarray, *, label_set: LabelSet,
-                 classes: tuple[str, ...], title: str = "", min_height: int = 160) -> Image.Image:
-    """One frame's panel: frame, teacher label, student prediction and error mask side by
-    side (scaled up to `min_height` rows), a title line and the class legend below.
-    frame (H, W, 3) uint8; label, prediction (H, W) uint8 ids of `label_set`."""
-    mask = error_mask(label, prediction)
-    tiles = [("frame", frame), ("teacher label", label_set.colorize(label)),
-             ("student prediction", label_set.colorize(prediction)),
-             (f"errors: {100 * mask.mean():.1f}% of pixels", error_overlay(frame, mask))]
-    h, w = label.shape
-    scale = max(1, math.ceil(min_height / h))
-    th, tw, pad, top = h * scale, w * scale, 6, 34
-    legend = _legend(label_set, classes, 4 * (tw + pad))
-    canvas = Image.new("RGB", (4 * (tw + pad), top + th + legend.height), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 2), title, fill="black")
-    for j, (caption, image) in enumerate(tiles):
-        x = j * (tw + pad)
-        draw.text((x + 2, 18), caption, fill="black")
-        canvas.paste(Image.fromarray(image).resize((tw, th), Image.NEAREST), (x, top))
-    canvas.paste(legend, (0, top + th))
-    return canvas
-
-
-def png(image: Image.Image) -> bytes:
-    """PNG bytes of a PIL image (for ipywidgets.Image)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def iou_html(table: pd.DataFrame) -> str:

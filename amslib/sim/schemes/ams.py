@@ -11,9 +11,11 @@ import numpy as np
 
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import AdaptConfig
-from amslib.core.metrics import label_similarity
+from amslib.core.metrics import frame_counts, label_similarity, miou_pooled
+from amslib.models.student import set_flat_weights
 from amslib.sim.sampling import sample_due
-from amslib.sim.schemes.base import Scheme
+from amslib.sim.schemes.base import Scheme, server_columns
+from amslib.sim.server import Job
 from amslib.sim.state import RunState, Sample
 
 # ASR and ATR (SPEC.md, "Mechanisms"): r <- clip(r - 0.2 tanh(20 (phi - 0.6)), 0.1, 1.0); and
@@ -59,6 +61,10 @@ class AmsScheme(Scheme):
         self.hibernating = False
         self.rates: list[float] = []
         self.last_label: np.ndarray | None = None
+        self.job: Job | None = None  # the last update handed to the server
+        # the server copy's accuracy on its newest samples right after the last update (the
+        # utility scheduler serves first the device that fell most below it; 1.0 before any)
+        self.accuracy_after = 1.0
 
     def first_update_s(self) -> float:
         return self.sim.adapt.first_update_s
@@ -73,7 +79,24 @@ class AmsScheme(Scheme):
         state.next_sample_s += 1.0 / self.rate_fps
         return True
 
-    def update(self, state: RunState, t_s: float) -> dict:
+    def wait_or_supersede(self, state: RunState, t_s: float) -> tuple[bool, dict | None]:
+        """Before a new update: (postponed, row). While the server still trains the last one,
+        this one waits for it (postponed: the update is asked again when it ends); one still
+        waiting for a GPU is withdrawn and this newer one takes its place (its row, unsent)."""
+        job = self.job
+        if job is not None and job.end_s is not None and job.end_s > t_s + TIME_EPS_S:
+            state.next_update_s = job.end_s
+            return True, None
+        if job is not None and job.end_s is None and self.sim.server.cancel(job):
+            return False, {**job.row, "sent": False, "superseded_by_newer": True, "t_arrival_s": math.nan}
+        return False, None
+
+    def update(self, state: RunState, t_s: float) -> dict | None:
+        postponed, withdrawn = self.wait_or_supersede(state, t_s)
+        if postponed:
+            return None
+        if withdrawn is not None:
+            state.ledger.append(withdrawn)
         changes = self.sim.take_policy_changes()
         # A new r, or ASR switched off, restarts from the policy's r (ASR had moved it);
         # likewise the interval when ATR is switched off.
@@ -82,7 +105,7 @@ class AmsScheme(Scheme):
         if "update_interval_s" in changes or changes.get("atr") is False:
             self.interval_s, self.hibernating = self.sim.adapt.update_interval_s, False
         # With an H.264 uplink the interval's samples go up as one stream now, and the server
-        # trains once it has arrived (t_train_s); its training time itself is not simulated.
+        # starts once it has arrived (t_train_s) and a GPU is free (t_start_s).
         t_train = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
         ready = self._ready(state, t_s, t_train)
         row = self._row(state, t_s, ready, changes)
@@ -92,8 +115,8 @@ class AmsScheme(Scheme):
         if not ready:
             row.update(t_arrival_s=math.nan, sent=False)
             return row
-        row.update(self._train_and_send(state, t_train, ready, self.sim.adapt))
-        return row
+        self.submit(state, t_s, t_train, row, ready, self.sim.adapt)
+        return None
 
     def _ready(self, state: RunState, t_s: float, arrived_by_s: float) -> list[Sample]:
         """Samples of the last `horizon_s` before `t_s` that have arrived by `arrived_by_s`
@@ -131,12 +154,45 @@ class AmsScheme(Scheme):
         return {"num_new_samples": len(new), "phi": phi, "sample_rate_fps": self.rate_fps,
                 "hibernating": self.hibernating}
 
+    def submit(self, state: RunState, t_s: float, t_ready: float, row: dict, samples: list[Sample],
+               policy: AdaptConfig) -> None:
+        """Hand the update to the server: when a GPU takes it, it labels the samples not yet
+        labelled, trains on all of them under `policy`, and sends the result when done."""
+
+        def run(start_s: float) -> tuple[float, None]:
+            unlabelled = [s for s in samples if not s.labelled]
+            for s in unlabelled:
+                s.labelled = True
+            times = self.sim.times
+            end_s = start_s + times.teacher_s(len(unlabelled)) + times.train_s(policy.iterations, policy.batch_size)
+            row.update(self._train_and_send(state, end_s, samples, policy))
+            if self.sim.server.scheduler == "utility":  # what the new model reaches on its newest samples
+                self.accuracy_after = self.server_accuracy(samples)
+            state.ledger.append(server_columns(row, t_s, t_ready, start_s, end_s))
+            return end_s, None
+
+        job = Job(device=self.sim.device, kind="update", t_request_s=t_s, ready_s=t_ready, run=run, row=row)
+        if self.sim.server.scheduler == "utility":
+            set_flat_weights(self.sim.trainer.model, state.server_weights)  # what the edge runs, as the server knows it
+            job.utility = row["utility"] = self.accuracy_after - self.server_accuracy(samples)
+        self.job = self.sim.submit(job)
+
+    def server_accuracy(self, samples: list[Sample], *, newest: int = 2) -> float:
+        """The server copy's mIoU (0..1) on the `newest` samples' labels, pooled: the utility
+        scheduler's measure (Ekya's micro-profiler in spirit). Its time is not charged."""
+        recent = sorted(samples, key=lambda s: s.t_s)[-newest:]
+        pred = self.sim.students.server_predictor(np.stack([s.frame for s in recent]))
+        counts = frame_counts(np.stack([s.label for s in recent]), pred, class_ids=self.sim.video.class_ids)
+        value = miou_pooled(counts)
+        return 1.0 if math.isnan(value) else float(value)
+
     def _train_and_send(self, state: RunState, t_s: float, samples: list[Sample], policy: AdaptConfig) -> dict:
-        """Train on `samples` under `policy` and send the result (the ledger only records)."""
+        """Train on `samples` under `policy` and send the result at `t_s` (the ledger only records)."""
         base = self.sim.pretrained if policy.reset_to_pretrained else state.server_weights
         tic = time.perf_counter()
-        result = self.sim.trainer.update(np.stack([s.frame for s in samples]), np.stack([s.label for s in samples]),
-                                         base=base, policy=policy, rng=state.rng)
+        with self.sim.timed("server_training"):
+            result = self.sim.trainer.update(np.stack([s.frame for s in samples]), np.stack([s.label for s in samples]),
+                                             base=base, policy=policy, rng=state.rng)
         train_wall_s = time.perf_counter() - tic
         ledger = self.sim.send_model(state, t_s, result.values, result.mask, base)
         return {**ledger, "loss_first": result.losses[0], "loss_last": result.losses[-1],
@@ -154,7 +210,7 @@ class OneTimeScheme(AmsScheme):
     def wants_sample(self, state: RunState, index: int, t_s: float) -> bool:
         return t_s < self.sim.adapt.one_time_s and super().wants_sample(state, index, t_s)
 
-    def update(self, state: RunState, t_s: float) -> dict:
+    def update(self, state: RunState, t_s: float) -> dict | None:
         changes = self.sim.take_policy_changes()
         t_train = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
         ready = [s for s in state.buffer if s.arrival_s <= t_train + TIME_EPS_S]  # all of them: no horizon
@@ -167,5 +223,5 @@ class OneTimeScheme(AmsScheme):
             return row
         policy = replace(self.sim.adapt, strategy="full", fraction=1.0, iterations=self.sim.adapt.one_time_iterations)
         row.update(iterations=policy.iterations)
-        row.update(self._train_and_send(state, t_train, ready, policy))
-        return row
+        self.submit(state, t_s, t_train, row, ready, policy)
+        return None

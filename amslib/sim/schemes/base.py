@@ -14,6 +14,14 @@ from amslib.models.student import set_flat_weights
 from amslib.sim.state import Pending, RunState, Sample
 
 
+def server_columns(row: dict, t_s: float, t_ready: float, start_s: float, end_s: float) -> dict:
+    """`row` with the server's times: when its inputs were there, when it started and ended,
+    how long it queued, and its staleness (asked for -> arrived at the edge)."""
+    row.update(t_train_s=t_ready, t_start_s=start_s, t_end_s=end_s, queue_wait_s=start_s - t_ready,
+               server_s=end_s - start_s, staleness_s=row["t_arrival_s"] - t_s)
+    return row
+
+
 class Scheme:
     """What the edge samples and shows, and what the server does at its update times.
     One instance per run (it may keep per-run state); the Simulation drives the clock.

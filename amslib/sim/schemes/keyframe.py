@@ -16,7 +16,10 @@ it arrives:
   frame to frame, with dense optical flow (OpenCV's Farneback). Until the first label
   arrives, the edge shows the pretrained student's output.
 
-The stride decision reaches the edge at once (a few bytes; its latency is ignored).
+The stride decision reaches the edge when the server is done with the key frame (a few
+bytes; its latency is ignored). A key frame still waiting for the server when a newer one
+arrives is dropped: the server works on the newest (with the server's time on, a queue of
+stale key frames would otherwise grow without bound).
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from amslib.core.clock import TIME_EPS_S
 from amslib.core.metrics import frame_counts, miou_per_frame
 from amslib.models.student import flat_weights, set_flat_weights
 from amslib.sim.codec import label_png_bytes
-from amslib.sim.schemes.base import Scheme
+from amslib.sim.schemes.base import Scheme, server_columns
+from amslib.sim.server import Job
 from amslib.sim.state import Pending, RunState, Sample
 
 
@@ -61,6 +65,7 @@ class KeyFrameScheme(Scheme):
         self.stride = self.initial_stride()
         self.next_key = 0
         self.last_key = -1
+        self.job: Job | None = None  # the last key frame handed to the server
 
     def initial_stride(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -95,6 +100,15 @@ class KeyFrameScheme(Scheme):
         if key.index == self.last_key:
             self.next_key = max(key.index + stride, self.sim.frame_at(t_s))
 
+    def submit(self, state: RunState, t_s: float, key: Sample, work) -> None:
+        """Hand the key frame's work to the server (`work(start_s)` does it and returns its
+        end); an older key frame still waiting is dropped, with an unsent row that says so."""
+        if self.job is not None and self.sim.server.cancel(self.job):
+            state.ledger.append({**self.job.row, "sent": False, "superseded_by_newer": True, "t_arrival_s": math.nan})
+        row = {"update": state.updates + 1, "t_update_s": t_s, "key_frame": key.index, "num_samples": 1}
+        self.job = self.sim.submit(Job(device=self.sim.device, kind="key_frame", t_request_s=t_s, ready_s=key.arrival_s,
+                                       run=lambda start_s: (work(start_s), None), row=row))
+
     def key_row(self, state: RunState, t_s: float, key: Sample, changes: dict) -> dict:
         return {"update": state.updates + 1, "t_update_s": t_s, "key_frame": key.index,
                 "num_samples": 1, "policy_changes": ", ".join(f"{k}={v}" for k, v in changes.items())}
@@ -119,31 +133,38 @@ class JitScheme(KeyFrameScheme):
         value = miou_per_frame(frame_counts(key.label[None], pred, class_ids=self.sim.video.class_ids))[0]
         return 1.0 if math.isnan(value) else float(value)
 
-    def update(self, state: RunState, t_s: float) -> dict:
+    def update(self, state: RunState, t_s: float) -> None:
         changes = self.sim.take_policy_changes()
-        if "lr" in changes:
-            self.sim.trainer.optimizer.learning_rate.assign(self.sim.adapt.lr)
-        base = self.sim.config.baseline
         key = self.take_key(state, t_s)
+        self.submit(state, t_s, key, lambda start_s: self._train_on_key(state, t_s, key, changes, start_s))
+
+    def _train_on_key(self, state: RunState, t_s: float, key: Sample, changes: dict, start_s: float) -> float:
+        """The server's work on one key frame from `start_s`: label it, train until it passes,
+        send the model when done. Returns when the server is done."""
+        trainer, base, times = self.sim.trainer, self.sim.config.baseline, self.sim.times
+        if "lr" in changes:
+            trainer.optimizer.learning_rate.assign(self.sim.adapt.lr)
+        set_flat_weights(trainer.model, state.server_weights)  # a fleet's server copy served another device
         before = after = self._accuracy(key)
         losses = []
         while after < base.jit_threshold and len(losses) < base.jit_u_max:
-            losses.append(self.sim.trainer.step_on(key.frame[None], key.label[None]))
+            losses.append(trainer.step_on(key.frame[None], key.label[None]))
             after = self._accuracy(key)
+        end_s = start_s + times.teacher_s(1) + times.train_s(len(losses), 1)
         self.set_stride(jit_stride(self.stride, after >= base.jit_threshold, min_stride=base.jit_min_stride,
-                                   max_stride=base.jit_max_stride), key, t_s)
+                                   max_stride=base.jit_max_stride), key, end_s)
         row = self.key_row(state, t_s, key, changes)
         row.update(strategy="full", fraction=1.0, lr=self.sim.adapt.lr, accuracy_before=before,
                    accuracy_after=after, train_steps=len(losses), stride=self.stride,
                    sample_rate_fps=self.sample_rate_fps(state))
         if not losses:
             row.update(sent=False, t_arrival_s=math.nan)
-            return row
-        model = self.sim.trainer.model
-        row.update(self.sim.send_model(state, t_s, flat_weights(model), None, state.server_weights))
-        set_flat_weights(model, state.server_weights)  # continue from what the edge will hold
-        row.update(loss_first=losses[0], loss_last=losses[-1])
-        return row
+        else:
+            row.update(self.sim.send_model(state, end_s, flat_weights(trainer.model), None, state.server_weights))
+            set_flat_weights(trainer.model, state.server_weights)  # continue from what the edge will hold
+            row.update(loss_first=losses[0], loss_last=losses[-1])
+        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s))
+        return end_s
 
 
 class RemoteTrackingScheme(KeyFrameScheme):
@@ -172,11 +193,16 @@ class RemoteTrackingScheme(KeyFrameScheme):
     def on_arrival(self, state: RunState, pending: Pending) -> None:
         self.label, self.frame = pending.label, pending.frame
 
-    def update(self, state: RunState, t_s: float) -> dict:
+    def update(self, state: RunState, t_s: float) -> None:
         changes = self.sim.take_policy_changes()
         key = self.take_key(state, t_s)
+        self.submit(state, t_s, key, lambda start_s: self._label_key(state, t_s, key, changes, start_s))
+
+    def _label_key(self, state: RunState, t_s: float, key: Sample, changes: dict, start_s: float) -> float:
+        """The server labels the key frame from `start_s` and sends the label when done."""
+        end_s = start_s + self.sim.times.teacher_s(1)
         label_bytes = label_png_bytes(key.label)
-        arrival = state.downlink.send(t_s, 8 * label_bytes)
+        arrival = state.downlink.send(end_s, 8 * label_bytes)
         state.updates += 1
         # the edge tracks from the frame it kept, not from the server's decoded copy
         state.pending.append(Pending(arrival, state.updates, label=key.label, frame=key.edge_frame))
@@ -184,4 +210,5 @@ class RemoteTrackingScheme(KeyFrameScheme):
         row.update(sent=True, t_arrival_s=arrival, stride=self.stride, sample_rate_fps=self.sample_rate_fps(state),
                    fraction=math.nan,  # no model parameters are sent
                    encoder="label_png", compressed_bytes=label_bytes, downlink_bits=8 * label_bytes)
-        return row
+        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s))
+        return end_s

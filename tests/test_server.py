@@ -1,0 +1,204 @@
+"""The server on the clock (amslib/sim/server.py), links that queue (amslib/sim/link.py), and
+the regression promise: server_time=off reproduces the tables made before either existed."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from server_off_golden import CASES, golden_config, tables  # noqa: E402
+
+from amslib.analysis.runs import simulate
+from amslib.core.config import ConfigError, ServerConfig, preset, with_overrides
+from amslib.sim.link import Link, RateTrace
+from amslib.sim.server import Job, Server, fit_step
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "server_off_golden.json").read_text())
+
+
+@pytest.mark.parametrize("name,scheme,overrides", CASES, ids=[c[0] for c in CASES])
+def test_server_time_off_reproduces_the_tables_made_before_it(name, scheme, overrides):
+    config = golden_config(scheme, {**overrides, "server_time": "off", "uplink_queue_s": None,
+                                    "supersede_queued": False})
+    got, want = tables(simulate(config)), GOLDEN[name]
+    assert got["model_version"] == want["model_version"]
+    assert got["uplink_bits"] == want["uplink_bits"]
+    np.testing.assert_allclose(got["window_miou"], want["window_miou"], atol=1e-6)
+    for column, values in want["updates"].items():
+        if column == "downlink_bits":  # float16 payloads of trained weights: equal up to round-off
+            np.testing.assert_allclose(got["updates"][column], values, rtol=1e-3)
+        elif column in ("t_update_s", "t_arrival_s"):
+            np.testing.assert_allclose(np.array(got["updates"][column], float), np.array(values, float), atol=1e-9)
+        else:
+            assert got["updates"][column] == values, column
+
+
+def _job(device, ready, seconds, log, utility=0.0):
+    return Job(device=device, kind="update", t_request_s=ready, ready_s=ready, utility=utility,
+               run=lambda start: (log.append((device, start)) or start + seconds, None))
+
+
+@pytest.mark.parametrize("scheduler,order", [("fifo", [0, 0, 1, 2]), ("round_robin", [0, 1, 2, 0]),
+                                             ("utility", [0, 2, 1, 0])])
+def test_a_busy_gpu_takes_waiting_jobs_by_its_scheduler(scheduler, order):
+    log: list = []
+    server = Server(gpus=1, scheduler=scheduler)
+    server.submit(_job(0, 0.0, 5.0, log, utility=0.1))  # runs at once: nothing else waits
+    server.submit(_job(0, 1.0, 5.0, log, utility=0.1))
+    server.submit(_job(1, 2.0, 5.0, log, utility=0.2))
+    server.submit(_job(2, 3.0, 5.0, log, utility=0.9))
+    server.dispatch(math.inf)
+    assert [d for d, _ in log] == order
+    assert [s for _, s in log] == [0.0, 5.0, 10.0, 15.0]  # one GPU: back to back
+    assert server.utilisation(20.0) == 1.0
+
+
+def test_two_gpus_run_two_jobs_at_once_and_a_job_waits_for_its_inputs():
+    log: list = []
+    server = Server(gpus=2)
+    for device, ready in ((0, 0.0), (1, 0.0), (2, 7.0)):
+        server.submit(_job(device, ready, 4.0, log))
+    assert server.next_start_s() == 0.0
+    server.dispatch(3.0)
+    assert log == [(0, 0.0), (1, 0.0)] and server.next_start_s() == 7.0
+    server.dispatch(7.0)
+    assert log[-1] == (2, 7.0)
+    assert [b["queue_wait_s"] for b in server.busy] == [0.0, 0.0, 0.0]
+
+
+def test_a_waiting_job_can_be_withdrawn_a_started_one_cannot():
+    log: list = []
+    server = Server()
+    first, second = _job(0, 0.0, 5.0, log), _job(0, 1.0, 5.0, log)
+    server.submit(first), server.submit(second)
+    server.dispatch(1.0)
+    assert not server.cancel(first) and server.cancel(second)
+    server.dispatch(math.inf)
+    assert log == [(0, 0.0)]
+
+
+def test_step_times_are_a_line_in_the_batch_size():
+    base, per_frame = fit_step(0.30, 1.20, 10)
+    assert per_frame == pytest.approx(0.1) and base == pytest.approx(0.2)
+    assert fit_step(0.5, 0.5, 1) == (0.0, 0.5)
+
+
+def test_a_full_uplink_delivers_at_most_its_rate_and_drops_what_would_queue_too_long():
+    # a 100 Kbps uplink fed a 60 KB PNG every second for 60 s: 480 Kbps offered
+    link, bound, dropped = Link(RateTrace.constant(100.0)), 10.0, 0
+    for t in range(60):
+        if link.backlog_s(float(t)) > bound:
+            link.drop(float(t), 480_000)
+            dropped += 1
+        else:
+            link.send(float(t), 480_000)
+    delivered = link.delivered_bits(60.0) / 60.0 / 1000.0
+    assert delivered <= 100.0 + 1e-9
+    assert dropped == 60 - 15  # 4.8 s a sample: the queue admits one every 4.8 s, 15 in a minute
+    sent = [x for x in link.transfers if not x.dropped]
+    assert max(x.queue_s for x in sent) <= bound + 4.8  # queued at most the bound (plus the one ahead)
+
+
+def test_cancelling_queued_transfers_frees_the_link_from_the_last_started_one():
+    link = Link(RateTrace.constant(100.0))
+    link.send(0.0, 500_000, tag=1)  # 5 s on the wire: 0..5
+    link.send(1.0, 500_000, tag=2)  # queued: 5..10
+    assert link.cancel_queued(2.0) == [2]
+    assert link.send(2.0, 100_000, tag=3) == pytest.approx(6.0)  # starts when tag 1 ends
+    assert link.delivered_bits(6.0) == 600_000
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"devices": 0}, "devices must be >= 1"),
+    ({"scheduler": "lottery"}, "scheduler must be one of fifo, round_robin, utility"),
+    ({"server_time": "tpu"}, "server_time must be one of off, measured, fixed"),
+    ({"speedup": -2.0}, "speedup must be > 0"),
+    ({"step_frame_s": -0.1}, "step_frame_s must be >= 0"),
+])
+def test_bad_server_settings_are_one_clear_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        with_overrides(preset("laptop"), overrides)
+
+
+def test_server_config_is_part_of_the_run_config_and_its_json():
+    config = with_overrides(preset("laptop"), {"server_time": "fixed", "step_frame_s": "0.05", "devices": "4"})
+    assert config.server == ServerConfig(server_time="fixed", step_frame_s=0.05, devices=4)
+    assert type(config).from_dict(json.loads(config.to_json())) == config
+
+
+def _tiny(**overrides):
+    # AMS at 64x128 for 30 s; a slow fixed server: an update takes 10 steps x 0.5 s + 5 labels
+    return with_overrides(preset("laptop"), {"height": 64, "max_seconds": 30.0, "first_update_s": 6.0,
+                                             "update_interval_s": 6.0, "ledger_all_encoders": False,
+                                             "server_time": "fixed", "step_base_s": 0.5, "teacher_frame_s": 0.1,
+                                             **overrides})
+
+
+def test_the_ledger_has_the_servers_times_and_an_update_is_sent_when_its_training_ends():
+    result = simulate(_tiny())
+    sent = result.updates[result.updates["sent"] == True]  # noqa: E712
+    assert len(sent) >= 3
+    np.testing.assert_allclose(sent["t_end_s"] - sent["t_start_s"], 10 * 0.5 + sent["num_new_samples"] * 0.1,
+                               atol=1e-9)
+    assert (sent["t_start_s"] >= sent["t_train_s"] - 1e-9).all()
+    np.testing.assert_allclose(sent["t_arrival_s"], sent["t_end_s"])  # unlimited links: no transmission time
+    np.testing.assert_allclose(sent["staleness_s"], sent["t_arrival_s"] - sent["t_update_s"])
+    summary = result.summary()
+    assert summary["staleness_mean_s"] == pytest.approx(float(sent["staleness_s"].mean()), abs=1e-3)
+    assert summary["downlink_delivered_kbps"] <= summary["downlink_kbps"] + 1e-9
+    assert "server_time=fixed" in summary["conditions"]["server_compute"]
+    # the edge runs each update from its arrival, not from when it was scheduled
+    frames = result.frames
+    first = sent.iloc[0]
+    before = frames[frames["t_s"] < first["t_arrival_s"] - 1e-9]["model_version"]
+    assert (before == 0).all()
+
+
+def test_an_update_waits_for_the_last_one_still_training():
+    result = simulate(_tiny(step_base_s=1.0))  # 10 s of training per 6 s interval
+    sent = result.updates[result.updates["sent"] == True]  # noqa: E712
+    starts, ends = sent["t_start_s"].to_numpy(), sent["t_end_s"].to_numpy()
+    assert np.all(starts[1:] >= ends[:-1] - 1e-9)  # one device's updates never overlap
+    assert np.all(sent["t_update_s"].to_numpy()[1:] >= ends[:-1] - 1e-9)  # postponed, not piled up
+
+
+def test_a_slower_server_serves_staler_updates():
+    fast, slow = simulate(_tiny(speedup=10.0)), simulate(_tiny())
+    assert fast.summary()["staleness_mean_s"] < slow.summary()["staleness_mean_s"]
+
+
+def test_more_devices_on_one_gpu_never_raise_the_mean_accuracy():
+    from amslib.analysis.fleet import run_fleet
+
+    runs = {n: run_fleet(_tiny(devices=n, fleet_videos="same")) for n in (1, 3)}
+    one, three = runs[1].summary(), runs[3].summary()
+    assert three["miou_window"] <= one["miou_window"] + 0.5
+    assert three["staleness_mean_s"] > one["staleness_mean_s"]
+    assert three["gpu_utilisation"] > one["gpu_utilisation"]
+    server = runs[3].server
+    assert set(server["device"]) == {0, 1, 2}
+    busy = server.sort_values("t_start_s")
+    assert np.all(busy["t_start_s"].to_numpy()[1:] >= busy["t_end_s"].to_numpy()[:-1] - 1e-9)  # one GPU
+
+
+def test_a_fleet_needs_a_scheme_with_a_server():
+    from amslib.analysis.fleet import run_fleet
+
+    with pytest.raises(ConfigError, match="adapts on the edge alone"):
+        run_fleet(_tiny(devices=2, scheme="tent"))
+
+
+def test_the_utility_scheduler_weighs_each_update_by_the_accuracy_its_device_lost():
+    from amslib.analysis.fleet import run_fleet
+
+    fleet = run_fleet(_tiny(devices=2, scheduler="utility", max_seconds=20.0))
+    for device in fleet.devices:
+        u = device.updates[device.updates["sent"] == True]  # noqa: E712
+        assert u["utility"].notna().all() and (u["utility"].abs() <= 1.0).all()
+    first = fleet.devices[0].updates["utility"].iloc[0]
+    assert first > 0  # before any update the reference is 1.0: what the pretrained model misses
