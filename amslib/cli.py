@@ -175,7 +175,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from amslib.models.pretrain import pretrain  # deferred: slow import
     from amslib.models.student import StudentSpec, build_student, save_student  # deferred: slow import
 
-    if args.teacher or args.init or (args.video or ["synthetic:street"]) != ["synthetic:street"]:
+    if (args.teacher or args.init or args.freeze_backbone
+            or (args.video or ["synthetic:street"]) != ["synthetic:street"]):
         return _pretrain_on_videos(args)  # distillation from teachers on any videos
     from amslib.core.tf import keras  # deferred: slow import
 
@@ -409,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--teacher", action="append", help="its teacher spec (one for all videos, or one "
                      "per --video, in order)")
     pre.add_argument("--label-set", help="voc21 or cityscapes19 (default: the teachers')")
-    pre.add_argument("--init", help="start from weights: .weights.h5, a TF1 checkpoint or an AMS dict")
+    pre.add_argument("--init", help="start from weights: 'imagenet' (the shipped ImageNet MobileNetV2 backbone, "
+                     "width 1.0), .weights.h5, a TF1 checkpoint, an AMS dict or a .npz")
+    pre.add_argument("--freeze-backbone", action="store_true",
+                     help="fit only the head, on backbone features computed once (keeps --init imagenet's features)")
     pre.add_argument("--init-exclude", action="append", default=[], metavar="LAYER",
                      help="layers of --init to leave out, e.g. logits_semantic for a new label set")
     pre.add_argument("--out", required=True)
@@ -441,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_download_parser(sub)
     _add_label_parser(sub)
+    _add_clips_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -630,8 +635,8 @@ def _pretrain_on_videos(args: argparse.Namespace) -> None:
 
     with progress_bar("pretrain", unit="step", total=args.steps) as update:
         model, losses, count = pretrain_on_videos(pairs, spec, steps=args.steps, samples=args.samples,
-                                                  seed=args.seed, init=args.init,
-                                                  exclude=tuple(args.init_exclude), callbacks=[Progress(update)])
+                                                  seed=args.seed, init=args.init, exclude=tuple(args.init_exclude),
+                                                  freeze_backbone=args.freeze_backbone, callbacks=[Progress(update)])
     out = save_student(model, spec, args.out)
     print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
 
@@ -650,3 +655,48 @@ def _add_download_parser(sub) -> None:
     down.add_argument("--retries", type=int, default=3, help="retries of network errors")
     down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     down.set_defaults(func=cmd_download)
+
+
+# --------------------------------------------------------------------------- the real-clip benchmark
+
+
+def _add_clips_parser(sub) -> None:
+    clips = sub.add_parser("clips", help="the real-clip benchmark: a leave-one-out ImageNet student per example "
+                           "clip, every scheme on it; writes the table")
+    clips.add_argument("--clips", help="','-separated example clips (default: all of amslib.data.examples.CLIPS)")
+    clips.add_argument("--steps", type=int, default=300, help="pretraining steps of each leave-one-out student")
+    clips.add_argument("--train-backbone", action="store_true",
+                       help="train every layer (default: fit only the head, on frozen ImageNet features computed once)")
+    clips.add_argument("--max-seconds", type=float, default=30.0, help="each clip's first seconds (default 30: "
+                       "only vtest is longer)")
+    clips.add_argument("--runs", default="runs/clips", help="where every run's tables and students go")
+    clips.add_argument("--out", default="docs/real_clips.csv", help="the table (a .json of config and timings beside it)")
+    clips.set_defaults(func=cmd_clips)
+
+
+def cmd_clips(args: argparse.Namespace) -> None:
+    from amslib.analysis.real_clips import (  # deferred: slow import
+        BenchmarkConfig,
+        benchmark_markdown,
+        run_benchmark,
+        save_benchmark,
+    )
+    from amslib.data.examples import CLIPS  # deferred: slow import
+
+    names = tuple(c.strip() for c in args.clips.split(",")) if args.clips else tuple(CLIPS)
+    unknown = [c for c in names if c not in CLIPS]
+    if unknown or len(names) < 2:
+        raise ValueError(f"--clips needs two or more of: {', '.join(CLIPS)}" + (f" (unknown: {', '.join(unknown)})"
+                                                                                 if unknown else ""))
+    config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds,
+                             freeze_backbone=not args.train_backbone)
+    with atomic_dir(args.runs, marker=CLIPS_RUNS_MARKER) as staging:
+        (staging / CLIPS_RUNS_MARKER).write_text("runs of `python -m amslib clips`\n")
+        table, timings = run_benchmark(config, staging, on_stage=lambda text: print(text, file=sys.stderr, flush=True))
+        out = save_benchmark(table, timings, config, args.out)
+    print(benchmark_markdown(table))
+    print(f"labelling {sum(timings['label_s'].values()):.0f} s, pretraining {sum(timings['pretrain_s'].values()):.0f} s, "
+          f"runs {sum(timings['runs_s'].values()):.0f} s; wrote {out} and {args.runs}")
+
+
+CLIPS_RUNS_MARKER = "CLIPS_RUNS.txt"  # marks a folder of `clips` runs (that a new one may replace)

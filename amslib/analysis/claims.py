@@ -25,6 +25,7 @@ import pandas as pd
 
 from amslib.analysis.experiments import Job, run_sweep
 from amslib.analysis.first_step import first_step_spread
+from amslib.analysis.real_clips import claims_lines, load_benchmark
 from amslib.analysis.results import RunResult, load_result, save_result
 from amslib.core.config import RunConfig, with_overrides
 from amslib.core.files import atomic_write, write_json
@@ -452,7 +453,20 @@ def claims_markdown(report: ClaimsReport) -> str:
     lines += ["", "## What the server's time does to the key-frame baselines", ""] + _baseline_lines(report)
     table = runs_table(report)
     lines += ["", "## The runs", "", _markdown_table(table), ""]
+    lines += ["## Real clips (ours)", ""] + real_clips_lines(REAL_CLIPS_TABLE) + [""]
     return "\n".join(lines)
+
+
+REAL_CLIPS_TABLE = Path("docs/real_clips.csv")  # `python -m amslib clips` writes it; claims only read it
+
+
+def real_clips_lines(path: str | Path) -> list[str]:
+    """The real-clip benchmark's section, from its saved table (the benchmark is not re-run)."""
+    try:
+        table, sidecar = load_benchmark(path)
+    except FileNotFoundError:
+        table, sidecar = None, {}
+    return claims_lines(table, sidecar, source=str(path))
 
 
 def _cell(text: str) -> str:

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from amslib.core.tf import tf
+from amslib.models.imagenet import HEAD_LAYERS, IMAGENET_PADDING, IMAGENET_WIDTH, read_backbone
 
 BACKBONE = "MobilenetV2"
+IMAGENET = "imagenet"  # --init imagenet: the shipped ImageNet backbone (amslib.models.imagenet)
 # Keras weight name -> the TF1 variable's last name component.
 _TF_NAMES = {"kernel": "weights", "depthwise_kernel": "depthwise_weights", "bias": "biases",
              "gamma": "gamma", "beta": "beta", "moving_mean": "moving_mean",
@@ -206,11 +209,26 @@ def export_ams_dict(model, path: str | Path) -> None:
         pickle.dump(arrays, f, protocol=4)
 
 
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """{name: array} of a plain .npz under the official names (the converted ImageNet backbone;
+    `np.savez(f, **arrays)`). Nothing is unpickled."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read {path} as .npz weights ({first})") from None
+
+
 def read_weights(path: str | Path) -> tuple[dict[str, np.ndarray], str]:
-    """({name: array}, kind) from an AMS dict (.pkl/.npy) or a TF1 checkpoint."""
+    """({name: array}, kind) from an AMS dict (.pkl/.npy), a .npz of arrays or a TF1 checkpoint."""
     path = Path(path)
     if path.suffix in (".pkl", ".pickle", ".npy"):
         return read_ams_dict(path), "AMS checkpoint"
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise CheckpointError(f"weights not found: {path}")
+        return read_npz(path), "weights"
     return read_tf1_checkpoint(path), "TF1 checkpoint"
 
 
@@ -220,10 +238,27 @@ def import_weights(model, path: str | Path, *, exclude: tuple[str, ...] = ()) ->
     return assign(model, arrays, exclude=exclude, origin=f"{kind} {Path(path).name}")
 
 
+def load_imagenet_backbone(model, *, exclude: tuple[str, ...] = ()) -> ImportReport:
+    """The shipped ImageNet MobileNetV2 (amslib.models.imagenet) into the student's backbone;
+    the head keeps the weights it has. Needs a width-1.0 student with symmetric padding
+    (`StudentSpec(width_multiplier=1.0, padding="symmetric")`): anything else is one line."""
+    first = model.get_layer("Conv")
+    if first.filters != 32:
+        raise CheckpointError(f"the ImageNet backbone is MobileNetV2 width {IMAGENET_WIDTH:g} (32 filters in its first "
+                              f"layer), this student has {first.filters}: use --width-multiplier {IMAGENET_WIDTH:g}")
+    if not any(layer.name == "Conv_pad" for layer in model.layers):
+        raise CheckpointError("the ImageNet backbone was trained with PyTorch's symmetric padding; build the student "
+                              f"with StudentSpec(padding='{IMAGENET_PADDING}')")
+    return assign(model, read_backbone(), exclude=(*HEAD_LAYERS, *exclude), origin="the ImageNet backbone")
+
+
 def load_initial_weights(model, path: str | Path, *, exclude: tuple[str, ...] = ()) -> None:
-    """Weights to start a pretraining from: a .weights.h5 of the same spec, or an
-    original-format checkpoint (TF1 or AMS dict, with `exclude` layers left out)."""
-    if str(path).endswith(".weights.h5"):
+    """Weights to start a pretraining from: 'imagenet' (the backbone only), a .weights.h5 of
+    the same spec, or an original-format checkpoint (TF1, AMS dict or .npz, with `exclude`
+    layers left out)."""
+    if str(path) == IMAGENET:
+        load_imagenet_backbone(model, exclude=exclude)
+    elif str(path).endswith(".weights.h5"):
         if not Path(path).is_file():
             raise FileNotFoundError(f"--init weights not found: {path}; give a .weights.h5 made by `amslib pretrain`, "
                                     "a TF1 checkpoint prefix or an AMS dict (.pkl)")

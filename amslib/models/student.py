@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -39,6 +39,7 @@ _BLOCKS = (
     (6, 320, 1),
 )
 _BN = dict(epsilon=1e-3, momentum=0.997)
+PADDINGS = ("same", "symmetric")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ class StudentSpec:
     width_multiplier: float = 1.0
     output_stride: int = 16
     head_channels: int = 256
+    # How a stride-2 3x3 convolution pads: "same" is TensorFlow's (right and bottom only on even
+    # sizes; the model zoo's and the shipped students'), "symmetric" PyTorch's (one pixel on
+    # every side; the ImageNet backbone's, amslib.models.imagenet). A student file carries it.
+    padding: str = "same"
+
+    def __post_init__(self) -> None:
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding '{self.padding}' is not one of: {', '.join(PADDINGS)}")
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
@@ -59,14 +68,24 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
-def _conv_bn(x, filters: int, kernel: int, name: str, *, stride: int = 1, relu: bool = True):
-    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)(x)
+def _pad(x, name: str, *, kernel: int, stride: int, padding: str) -> tuple[object, str]:
+    """(input, Keras padding) of a convolution: PyTorch's symmetric rule pads a strided 3x3 by
+    one pixel on every side itself; everything else is Keras' 'same'."""
+    if padding == "symmetric" and stride > 1 and kernel > 1:
+        return layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x), "valid"
+    return x, "same"
+
+
+def _conv_bn(x, filters: int, kernel: int, name: str, *, stride: int = 1, relu: bool = True,
+             padding: str = "same"):
+    x, mode = _pad(x, name, kernel=kernel, stride=stride, padding=padding)
+    x = layers.Conv2D(filters, kernel, strides=stride, padding=mode, use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_BatchNorm", **_BN)(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
 
 def _inverted_residual(x, block: tuple[int, int, int], name: str, *, alpha: float,
-                       stride: int, rate: int):
+                       stride: int, rate: int, padding: str):
     """One MobileNetV2 block; stride/rate already adjusted for the output stride."""
     expansion, channels, _ = block
     in_channels = x.shape[-1]
@@ -74,7 +93,8 @@ def _inverted_residual(x, block: tuple[int, int, int], name: str, *, alpha: floa
     y = x
     if expansion > 1:
         y = _conv_bn(y, _divisible(in_channels * expansion), 1, f"{name}_expand")
-    y = layers.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding="same",
+    y, mode = _pad(y, f"{name}_depthwise", kernel=3, stride=stride, padding=padding)
+    y = layers.DepthwiseConv2D(3, strides=stride, dilation_rate=rate, padding=mode,
                                use_bias=False, name=f"{name}_depthwise")(y)
     y = layers.BatchNormalization(name=f"{name}_depthwise_BatchNorm", **_BN)(y)
     y = layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
@@ -84,9 +104,9 @@ def _inverted_residual(x, block: tuple[int, int, int], name: str, *, alpha: floa
     return y
 
 
-def _backbone(x, *, alpha: float, output_stride: int):
+def _backbone(x, *, alpha: float, output_stride: int, padding: str = "same"):
     """MobileNetV2 features at 1/output_stride; past it, strides become atrous rates."""
-    x = _conv_bn(x, _divisible(32 * alpha), 3, "Conv", stride=2)
+    x = _conv_bn(x, _divisible(32 * alpha), 3, "Conv", stride=2, padding=padding)
     current_stride, rate = 2, 1
     for i, block in enumerate(_BLOCKS):
         stride = block[2]
@@ -97,7 +117,7 @@ def _backbone(x, *, alpha: float, output_stride: int):
         else:
             current_stride *= stride
         name = "expanded_conv" if i == 0 else f"expanded_conv_{i}"
-        x = _inverted_residual(x, block, name, alpha=alpha, stride=stride, rate=block_rate)
+        x = _inverted_residual(x, block, name, alpha=alpha, stride=stride, rate=block_rate, padding=padding)
     return x
 
 
@@ -105,7 +125,20 @@ def build_student(spec: StudentSpec = StudentSpec()) -> keras.Model:
     """DeepLabV3-MobileNetV2. Input (N, H, W, 3) RGB in [0, 255]; output (N, H, W, C) logits."""
     inputs = keras.Input((spec.height, spec.width, 3), name="image")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)  # DeepLab's [-1, 1]
-    features = _backbone(x, alpha=spec.width_multiplier, output_stride=spec.output_stride)
+    features = _backbone(x, alpha=spec.width_multiplier, output_stride=spec.output_stride, padding=spec.padding)
+    return keras.Model(inputs, _head(features, spec), name="deeplabv3_mobilenetv2")
+
+
+def build_head(spec: StudentSpec, feature_shape: tuple[int, int, int]) -> keras.Model:
+    """The student's head alone, (N, h, w, C) backbone features -> (N, H, W, classes) logits,
+    with the same layer names (weights copy across by name): pretraining with the backbone
+    frozen fits it on features computed once (amslib.models.pretrain.pretrain_head)."""
+    features = keras.Input(feature_shape, name="features")
+    return keras.Model(features, _head(features, spec), name="deeplabv3_head")
+
+
+def _head(features, spec: StudentSpec):
+    """DeepLabV3's head without atrous branches: image pooling and a 1x1 branch, projected."""
     fh, fw = features.shape[1], features.shape[2]
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name="image_pooling_gap")(features)
     pooled = _conv_bn(pooled, spec.head_channels, 1, "image_pooling")
@@ -114,9 +147,10 @@ def build_student(spec: StudentSpec = StudentSpec()) -> keras.Model:
     x = layers.Concatenate(name="concat")([pooled, branch])
     x = _conv_bn(x, spec.head_channels, 1, "concat_projection")
     x = layers.Conv2D(spec.num_classes, 1, name="logits_semantic")(x)
-    outputs = layers.Resizing(spec.height, spec.width, interpolation="bilinear",
-                              name="upsample_logits")(x)
-    return keras.Model(inputs, outputs, name="deeplabv3_mobilenetv2")
+    return layers.Resizing(spec.height, spec.width, interpolation="bilinear", name="upsample_logits")(x)
+
+
+BACKBONE_OUTPUT = "expanded_conv_16_project_BatchNorm"  # the last backbone layer; the head follows
 
 
 def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Model:
@@ -138,6 +172,7 @@ def load_student(spec: StudentSpec, weights: str | Path = "default") -> keras.Mo
                 if default else "give the path of a .weights.h5 file made by `python -m amslib pretrain`")
         raise FileNotFoundError(f"student weights not found: {path}; {hint}")
     check_student_file(path, spec)
+    spec = with_file_padding(spec, path)
     model = build_student(spec)
     try:
         with warnings.catch_warnings():  # a mismatched file makes Keras warn once per layer
@@ -186,8 +221,22 @@ def check_student_file(path: str | Path, spec: StudentSpec) -> None:
     raise ValueError(f"student {path} was saved with {have}, but this run needs {want}; {what}")
 
 
+def model_padding(model: keras.Model) -> str:
+    """The padding a built student uses ('symmetric' has its own padding layers)."""
+    return "symmetric" if any(layer.name == "Conv_pad" for layer in model.layers) else "same"
+
+
+def with_file_padding(spec: StudentSpec, path: str | Path) -> StudentSpec:
+    """`spec` with the padding the student file was saved with: a file carries it, a run does
+    not choose it (files without it were saved before it existed: 'same')."""
+    saved = student_file_spec(path) or {}
+    return replace(spec, padding=saved.get("padding", "same"))
+
+
 def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Path:
-    """Save the student's weights (no optimizer state) to a .weights.h5, atomically."""
+    """Save the student's weights (no optimizer state) to a .weights.h5, atomically. The file
+    records the spec, with the padding the model was built with."""
+    spec = replace(spec, padding=model_padding(model))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.weights.h5")
@@ -195,7 +244,7 @@ def save_student(model: keras.Model, spec: StudentSpec, path: str | Path) -> Pat
     plain.set_weights(model.get_weights())
     plain.save_weights(tmp)
     with h5py.File(tmp, "a") as f:  # the file carries its own architecture (check_student_file)
-        f.attrs[_SPEC_ATTR] = json.dumps({k: getattr(spec, k) for k in _SPEC_FIELDS})
+        f.attrs[_SPEC_ATTR] = json.dumps({k: getattr(spec, k) for k in (*_SPEC_FIELDS, "padding")})
     tmp.replace(out)
     return out
 

@@ -1,0 +1,97 @@
+"""The real-clip benchmark's table, its Markdown, the claims section read from a saved table,
+and the example clips' lookup (the benchmark itself runs with `python -m amslib clips`)."""
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amslib.analysis.real_clips import (
+    TABLE_COLUMNS,
+    BenchmarkConfig,
+    benchmark_markdown,
+    claims_lines,
+    clip_rows,
+    load_benchmark,
+    save_benchmark,
+)
+from amslib.data import examples
+
+
+class FakeResult:
+    """What clip_rows reads of a RunResult: its summary and its frames."""
+
+    def __init__(self, miou, person, updates, frames=20):
+        self.frames = pd.DataFrame({"t_s": np.arange(frames) / 5.0})
+        self._summary = {"duration_s": frames / 5.0, "iou_per_class": {"background": 90.0, "person": person},
+                         "miou_pooled": miou, "miou_window": miou - 1, "uplink_kbps": 10.0 * updates,
+                         "downlink_kbps": 20.0 * updates, "num_updates": updates}
+
+    def summary(self):
+        return self._summary
+
+
+def table_of(updates_long=6, updates_short=1):
+    config = BenchmarkConfig(min_updates=3)
+    rows = []
+    for clip, updates in (("vtest", updates_long), ("carphone", updates_short)):
+        results = {"none": FakeResult(50.0, 10.0, 0), "one_time": FakeResult(55.0, 20.0, 1),
+                   "ams": FakeResult(60.0, float("nan") if clip == "carphone" else 30.0, updates)}
+        rows += clip_rows(clip, results, {"none": 1.0, "one_time": 2.0, "ams": 3.0}, config)
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def test_a_clip_with_too_few_updates_is_marked_on_every_row():
+    table = table_of(updates_long=6, updates_short=2)
+    short = table[table["clip"] == "carphone"]["note"]
+    assert (short == "too short for AMS to pay: 2 update(s) (fewer than 3)").all()
+    assert (table[table["clip"] == "vtest"]["note"] == "").all()
+
+
+def test_markdown_has_a_row_per_clip_and_a_dash_for_an_undefined_iou():
+    text = benchmark_markdown(table_of())
+    lines = text.splitlines()
+    assert lines[0] == "| clip | s | `none` | `one_time` | `ams` | AMS updates | note |"
+    assert lines[2] == "| `vtest` | 4.0 | 50.0 / 10.0 | 55.0 / 20.0 | 60.0 / 30.0 | 6 |  |"
+    assert lines[3].startswith("| `carphone` | 4.0 | 50.0 / 10.0 | 55.0 / 20.0 | 60.0 / - | 1 | too short")
+
+
+def test_claims_read_the_saved_table_and_say_when_it_is_missing(tmp_path):
+    timings = {"label_s": {"vtest": 2.0, "carphone": 1.0}, "pretrain_s": {"vtest": 40.0}, "runs_s": {"vtest": 60.0}}
+    path = save_benchmark(table_of(), timings, BenchmarkConfig(clips=("vtest", "carphone")), tmp_path / "t.csv")
+    table, sidecar = load_benchmark(path)
+    assert sidecar["timings_s"] == timings and sidecar["config"]["clips"] == ["vtest", "carphone"]
+    assert np.isnan(table.loc[table["clip"] == "carphone"].set_index("scheme").at["ams", "iou_person"])
+    lines = claims_lines(table, sidecar, source=str(path))
+    assert "labelling 3 s, pretraining 40 s, runs 60 s" in lines[0]
+    assert "| `vtest` | yes (+10.0 points) | yes (+5.0 points) |" in lines
+    assert any(line.startswith("| `carphone` | yes (+10.0 points); too short for AMS to pay") for line in lines)
+    missing = claims_lines(None, {}, source="docs/none.csv")
+    assert len(missing) == 1 and "python -m amslib clips" in missing[0]
+    with pytest.raises(FileNotFoundError, match="python -m amslib clips"):
+        load_benchmark(tmp_path / "absent.csv")
+
+
+def test_opencv_doc_clips_unpack_once_and_say_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMS_DATA_DIR", str(tmp_path / "data"))
+    doc = tmp_path / "doc" / "opencv4" / "html"
+    doc.mkdir(parents=True)
+    with gzip.open(doc / "cup.mp4.gz", "wb") as f:
+        f.write(b"video bytes")
+    first = examples._opencv_doc_clip("cup", "opencv4/html/cup.mp4.gz", root=tmp_path / "doc")
+    assert first.read_bytes() == b"video bytes" and first.parent == tmp_path / "data" / "examples"
+    assert examples._opencv_doc_clip("cup", "opencv4/html/cup.mp4.gz", root=tmp_path / "doc") == first
+    with pytest.raises(FileNotFoundError, match="apt-get install opencv-doc"):
+        examples._opencv_doc_clip("vtest", "examples/data/vtest.avi", root=tmp_path / "doc")
+    with pytest.raises(ValueError, match="unknown example clip 'nope'"):
+        examples.example_clip("nope")
+
+
+@pytest.mark.parametrize("clips, message", [("carphone", "needs two or more"), ("carphone,nope", "unknown: nope")])
+def test_clips_command_refuses_bad_clip_lists_in_one_line(clips, message, tmp_path, capsys):
+    from amslib.cli import main
+
+    code = main(["clips", "--clips", clips, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "runs").exists()
