@@ -224,9 +224,9 @@ def _server_text(server, times: dict | None) -> str:
     return text + (f", speedup {server.speedup:g})" if server.speedup != 1 else ")")
 
 
-def conditions_text(config: RunConfig) -> str:
+def conditions_text(config: RunConfig, server_times: dict | None = None) -> str:
     """`conditions` as one line, for a caption or a terminal."""
-    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in conditions(config).items())
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in conditions(config, server_times).items())
 
 
 def _bandwidth(kbps: float | None, trace: str) -> str:
