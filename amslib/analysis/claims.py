@@ -187,7 +187,7 @@ def _strategies(r: dict[str, RunResult], key: str, names: dict[str, str]) -> Cla
         reason = f"not above {', '.join(beaten)} (by up to {margin:.1f} points)"  # why: evaluate_claims
     return Claim(key, f"gradient-guided {_pct(gg)} ({s[main]['downlink_kbps']:.0f} Kbps down); {text} "
                  f"({_span_text(s[main])}, fraction {adapt.fraction:g})", not beaten, reason,
-                 row_conditions(r[main].config))
+                 row_conditions(r[main].config, r[main].server_times))
 
 
 def claim_strategies(r: dict[str, RunResult]) -> Claim:
