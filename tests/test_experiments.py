@@ -162,7 +162,7 @@ def test_claims_document_has_every_claim_with_a_measured_number(base, tmp_path):
     again = load_claims(tmp_path / "runs")
     assert [(c.key, c.holds) for c in again.claims["synthetic:street"]] == [(c.key, c.holds) for c in claims]
     assert claims_markdown(again).splitlines()[4:12] == text.splitlines()[4:12]
-    assert "| conditions" in text and "Not modelled: the server's compute is free" in text
+    assert "| conditions" in text and "What the server's time does to the key-frame baselines" in text
     assert (tmp_path / "runs" / "synthetic_street" / "jit" / "summary.json").is_file()
     assert "**no**" in claims_markdown(report) or all(c.holds for c in claims)
 
