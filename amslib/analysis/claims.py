@@ -339,8 +339,8 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] |
 
 def _staleness_text(results: dict[str, RunResult], names: tuple[str, ...]) -> str:
     """Each run's mean staleness (asked for -> arrived at the edge), when the server took time."""
-    parts = [f"{n} {results[n].summary()['staleness_mean_s']:.2f} s" for n in names
-             if n in results and results[n].summary().get("staleness_mean_s") is not None]
+    stale = {n: results[n].summary().get("staleness_mean_s") for n in names if n in results}
+    parts = [f"{n} {s:.2f} s" for n, s in stale.items() if s is not None]
     return f". Staleness (asked for -> at the edge), mean: {', '.join(parts)}" if parts else ""
 
 

@@ -31,7 +31,7 @@ from amslib.core.config import ConfigError, RunConfig
 from amslib.core.files import atomic_write, write_json
 from amslib.models.student import set_flat_weights
 from amslib.sim.engine import Simulation, Students
-from amslib.sim.server import Job, Server
+from amslib.sim.server import Job, Server, utilisation
 
 FLEET_SCHEMES = ("none", "one_time", "ams", "jit", "remote_tracking")  # edge-only schemes need no server
 SERVER_FILE, FLEET_SUMMARY_FILE = "server.csv", "fleet_summary.json"
@@ -61,7 +61,6 @@ class FleetResult:
         stale = np.array([s.get("staleness_mean_s") or math.nan for s in per_device], float)
         duration = max(s["duration_s"] for s in per_device)
         server = self.server
-        busy = (server["t_end_s"].clip(upper=duration) - server["t_start_s"]).clip(lower=0).sum() if len(server) else 0.0
         first = per_device[0]
         return {
             **{k: first[k] for k in ("scheme", "video", "duration_s", "eval_from_s", "update_encoder", "kbps_unit")},
@@ -75,7 +74,8 @@ class FleetResult:
             "staleness_mean_s": _round(np.nanmean(stale)) if np.isfinite(stale).any() else None,
             "staleness_worst_s": _round(np.nanmax(stale)) if np.isfinite(stale).any() else None,
             "server_queue_wait_mean_s": _round(server["queue_wait_s"].mean()) if len(server) else 0.0,
-            "gpu_utilisation": _round(busy / (self.config.server.gpus * duration)) if duration else 0.0,
+            "gpu_utilisation": _round(utilisation(server.to_dict("records"), gpus=self.config.server.gpus,
+                                                  duration_s=duration)),
             "downlink_kbps_by_encoder": {k: float(np.mean([s["downlink_kbps_by_encoder"][k] or 0.0 for s in per_device]))
                                          for k in first["downlink_kbps_by_encoder"]},
             "per_device_miou_window": [_round(v) for v in miou],

@@ -143,10 +143,15 @@ class Server:
 
     def utilisation(self, duration_s: float) -> float:
         """Busy GPU-seconds within [0, duration_s] over gpus * duration_s."""
-        if duration_s <= 0:
-            return 0.0
-        busy = sum(max(0.0, min(b["t_end_s"], duration_s) - b["t_start_s"]) for b in self.busy)
-        return busy / (self.gpus * duration_s)
+        return utilisation(self.busy, gpus=self.gpus, duration_s=duration_s)
+
+
+def utilisation(busy, *, gpus: int, duration_s: float) -> float:
+    """Busy GPU-seconds within [0, duration_s] of the jobs `busy` (rows with t_start_s and
+    t_end_s: `Server.busy`, or a fleet's server table's records) over gpus * duration_s."""
+    if duration_s <= 0:
+        return 0.0
+    return sum(max(0.0, min(b["t_end_s"], duration_s) - b["t_start_s"]) for b in busy) / (gpus * duration_s)
 
 
 # -- what the work costs ---------------------------------------------------------------
