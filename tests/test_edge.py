@@ -1,4 +1,5 @@
 """Adaptation on the edge (bn_adapt, tent) and the metrics of continual learning: known answers."""
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -161,8 +162,22 @@ def test_edge_train_sends_labels_down_and_trains_on_the_edge(tiny_student, stude
     assert list(u["num_labels_sent"]) == [10, 5, 5, 5, 5, 5]
     assert (edge.frames["uplink_bits"] > 0).sum() == (ams.frames["uplink_bits"] > 0).sum()  # AMS's uplink
     s = edge.summary()
-    # at 10 s the first labels are still on their way down: the edge trains from 15 s on,
-    # 5 times x 3 steps x batch 2, and runs each new model at once
-    assert np.isnan(u["loss_last"].iloc[0]) and not u["loss_last"].iloc[1:].isna().any()
-    assert s["edge_train_frames"] == 5 * 3 * 2
-    assert s["downlink_kbps"] > 0 and edge.frames["model_version"].max() == 5
+    # each update's labels arrive within its interval, and the edge trains once the last of them
+    # is there (not at the next update): 6 times x 3 steps x batch 2, each new model run at once
+    assert not u["loss_last"].isna().any() and (u["t_train_s"] >= u["t_arrival_s"]).all()
+    assert (u["t_train_s"] < u["t_update_s"] + 5.0).all()
+    assert s["edge_train_frames"] == 6 * 3 * 2
+    assert s["downlink_kbps"] > 0 and edge.frames["model_version"].max() == 6
+    first = edge.frames[edge.frames["t_s"] >= u["t_train_s"].iloc[0]]
+    assert edge.frames[edge.frames["t_s"] < 10.0]["model_version"].max() == 0 and first["model_version"].iloc[0] == 1
+
+
+def test_edge_train_logs_an_update_whose_labels_are_still_on_their_way_untrained(tiny_student, students):
+    # a 0.5 Kbps downlink: the first update's 10 labels (about 780 bits each) take 15.7 s, past the run's end
+    config = tiny_config(tiny_student, scheme="edge_train", max_seconds=20.0)
+    config = replace(config, link=replace(config.link, downlink_kbps=0.5))
+    edge = simulate(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
+    u = edge.updates
+    assert list(u["num_labels_sent"]) == [10, 5] and "loss_last" not in u  # never trained
+    assert (u["t_arrival_s"] > 20.0).all() and edge.frames["model_version"].max() == 0
+    assert edge.summary()["edge_train_frames"] == 0

@@ -39,7 +39,8 @@ from amslib.sim.engine import Simulation
 RUN_OVERRIDES = (("first_update_s", 5.0), ("update_interval_s", 5.0), ("one_time_s", 5.0),
                  ("horizon_s", 60.0), ("warmup_s", 0.0), ("window_s", 5.0), ("one_time_iterations", 30))
 TABLE_COLUMNS = ("clip", "scheme", "frames", "duration_s", "iou_person", "iou_background", "miou_pooled",
-                 "miou_window", "uplink_kbps", "downlink_kbps", "num_updates", "run_s", "note")
+                 "miou_window", "truth_person_pct", "pred_person_pct", "pred_person_pct_updated", "uplink_kbps",
+                 "downlink_kbps", "num_updates", "run_s", "note")
 
 
 @dataclass(frozen=True)
@@ -112,20 +113,42 @@ def leave_one_out_student(held_out: str, clips: dict[str, LabelledClip], config:
 
 
 def clip_rows(name: str, results: dict, seconds: dict[str, float], config: BenchmarkConfig) -> list[dict]:
-    """One table row per scheme of a clip's runs."""
+    """One table row per scheme of a clip's runs. Besides the scores: the share of pixels the
+    teacher calls person (`truth_person_pct`), the share the edge showed as person over the run
+    (`pred_person_pct`) and from the first new model on (`pred_person_pct_updated`; NaN for a
+    scheme that never changed its model): a class the updates erase shows as 0 there."""
     ams = results.get("ams")
     updates = ams.summary()["num_updates"] if ams is not None else None
-    note = (f"too short for AMS to pay: {updates} update(s) (fewer than {config.min_updates})"
-            if updates is not None and updates < config.min_updates else "")
+    notes = []
+    if updates is not None and updates < config.min_updates:
+        notes.append(f"too short for AMS to pay: {updates} update(s) (fewer than {config.min_updates})")
+    if ams is not None and person_shares(ams)[2] == 0.0:
+        notes.append("AMS's updates erased the person class (none shown after the first)")
     rows = []
     for scheme, result in results.items():
         s = result.summary()
+        truth, shown, updated = person_shares(result)
         rows.append({"clip": name, "scheme": scheme, "frames": len(result.frames), "duration_s": s["duration_s"],
                      "iou_person": s["iou_per_class"].get("person"), "iou_background": s["iou_per_class"].get("background"),
-                     "miou_pooled": s["miou_pooled"], "miou_window": s["miou_window"], "uplink_kbps": s["uplink_kbps"],
+                     "miou_pooled": s["miou_pooled"], "miou_window": s["miou_window"], "truth_person_pct": truth,
+                     "pred_person_pct": shown, "pred_person_pct_updated": updated, "uplink_kbps": s["uplink_kbps"],
                      "downlink_kbps": s["downlink_kbps"], "num_updates": s["num_updates"], "run_s": seconds[scheme],
-                     "note": note})
+                     "note": "; ".join(notes)})
     return rows
+
+
+def person_shares(result) -> tuple[float, float, float]:
+    """(% of the run's pixels the teacher calls person, % the edge showed as person, % it showed
+    as person once its model version was past 0: NaN for `none`, and for `bn_adapt` and `tent`,
+    which adapt in place without a new version)."""
+    k = list(result.classes).index("person")
+    counts = result.counts()[:, k].astype(float)  # (N, 3): TP, FP, FN
+    pixels = float(result.config.height * result.config.width)
+    truth = 100.0 * (counts[:, 0] + counts[:, 2]).sum() / (pixels * len(counts))
+    shown = counts[:, 0] + counts[:, 1]
+    changed = result.frames["model_version"].to_numpy() > 0
+    updated = 100.0 * shown[changed].sum() / (pixels * changed.sum()) if changed.any() else float("nan")
+    return truth, 100.0 * shown.sum() / (pixels * len(counts)), updated
 
 
 def run_benchmark(config: BenchmarkConfig, out: str | Path, *,
@@ -195,15 +218,21 @@ def load_benchmark(path: str | Path) -> tuple[pd.DataFrame, dict]:
 def benchmark_markdown(table: pd.DataFrame) -> str:
     """The table as Markdown: a row per clip, mIoU pooled / person IoU per scheme."""
     schemes = list(dict.fromkeys(table["scheme"]))
-    head = "| clip | s | " + " | ".join(f"`{s}`" for s in schemes) + " | AMS updates | note |"
-    lines = [head, "|" + "---|" * (len(schemes) + 4)]
+    head = "| clip | s | person px % | " + " | ".join(f"`{s}`" for s in schemes) + " | AMS updates | note |"
+    lines = [head, "|" + "---|" * (len(schemes) + 5)]
     for clip, rows in table.groupby("clip", sort=False):
         by = rows.set_index("scheme")
         cells = [f"{_pct(by.at[s, 'miou_pooled'])} / {_pct(by.at[s, 'iou_person'])}" if s in by.index else "" for s in schemes]
         updates = int(by.at["ams", "num_updates"]) if "ams" in by.index else ""
-        lines.append(f"| `{clip}` | {rows['duration_s'].iloc[0]:.1f} | " + " | ".join(cells)
+        lines.append(f"| `{clip}` | {rows['duration_s'].iloc[0]:.1f} | {_share(rows['truth_person_pct'].iloc[0])} | "
+                     + " | ".join(cells)
                      + f" | {updates} | {rows['note'].iloc[0] or ''} |")
     return "\n".join(lines)
+
+
+def _share(value) -> str:
+    """A share of pixels in %: two significant digits below 1 (0.016, 0.69), else one decimal."""
+    return "-" if pd.isna(value) else (f"{value:.2g}" if value < 1 else f"{value:.1f}")
 
 
 def _pct(value) -> str:
@@ -222,7 +251,8 @@ def claims_lines(table: pd.DataFrame | None, sidecar: dict, *, source: str) -> l
     lines = [f"Read from `{source}`, written by `python -m amslib clips` (labelling {total.get('label_s', 0):.0f} s, "
              f"pretraining {total.get('pretrain_s', 0):.0f} s, runs {total.get('runs_s', 0):.0f} s). Each clip's student "
              f"starts from the ImageNet backbone and has {fitted} fitted on the other clips (leave one out); the "
-             "selfie teacher's labels are the truth. Cells: pooled mIoU / person IoU, %.", "", benchmark_markdown(table), "",
+             "selfie teacher's labels are the truth. Cells: pooled mIoU / person IoU, %; person px %: the share "
+             "of the clip's pixels the teacher calls person.", "", benchmark_markdown(table), "",
              "| clip | AMS above `none`? | AMS above `one_time`? |", "|---|---|---|"]
     for clip, rows in table.groupby("clip", sort=False):
         by = rows.set_index("scheme")["miou_pooled"]

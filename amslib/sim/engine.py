@@ -239,6 +239,7 @@ class Simulation:
         that would have arrived), then the links' log."""
         if self.owns_server:
             self.server.dispatch(math.inf)
+        self.scheme.finish(self.state)
         return [*self._rows(self.state), LinksEvent(self.link_rows())]
 
     def _rows(self, state: RunState) -> list[UpdateEvent]:

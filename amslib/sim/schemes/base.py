@@ -61,5 +61,8 @@ class Scheme:
         set_flat_weights(self.sim.edge_predictor.model, pending.weights)
         state.edge_weights = pending.weights
 
+    def finish(self, state: RunState) -> None:
+        """Called once after the last frame, before the run's last rows are collected."""
+
     def update(self, state: RunState, t_s: float) -> dict:  # pragma: no cover - never scheduled
         raise NotImplementedError

@@ -114,42 +114,60 @@ class TentScheme(Scheme):
 
 class EdgeTrainScheme(AmsScheme):
     """On-device training on labels sent down (as Shoggoth, DAC 2023, does): the edge samples
-    and sends frames up as AMS does; the server labels them with the teacher and sends each
-    label down (an 8-bit PNG, as remote tracking does); every `update_interval_s` the edge
-    fine-tunes its own student (all parameters, `iterations` steps of `batch_size`) on the
-    labelled frames of the last `horizon_s` seconds it holds, and uses it at once. The
-    uplink is AMS's; the downlink carries labels, never weights; the training is the edge's."""
+    and sends frames up as AMS does; every `update_interval_s` the server labels the frames
+    that came up since the last update with the teacher and sends each label down (an 8-bit
+    PNG, as remote tracking does); once an update's last label has arrived, the edge fine-tunes
+    its own student (all parameters, `iterations` steps of `batch_size`) on the labelled frames
+    of the last `horizon_s` seconds it holds, and uses it at once. The uplink is AMS's; the
+    downlink carries labels, never weights; the training is the edge's: booked as edge compute
+    (`edge_compute_s_per_s`), not on the clock (the new model is used as the labels arrive)."""
 
     def start(self, state: RunState) -> None:
         super().start(state)
         self.held: list[Sample] = []  # labelled frames at the edge (the edge's copy of each frame)
+        # per update whose labels are on their way, oldest first: [labels still to arrive, its
+        # ledger row, its policy] (the downlink is one queue: an update's labels arrive in order)
+        self.waiting: list[list] = []
         self.trained = 0  # the edge's model version: its own trainings
 
     def on_arrival(self, state: RunState, pending: Pending) -> None:
-        """A label arrived: the edge keeps it with its own copy of the frame (its model is unchanged)."""
+        """A label arrived: the edge keeps it with its own copy of the frame; with an update's
+        last label, the edge trains on what it holds."""
         self.held.append(Sample(pending.arrival_s, -1, pending.frame, pending.label, arrival_s=pending.arrival_s))
+        batch = self.waiting[0]
+        batch[0] -= 1
+        if batch[0] == 0:
+            _, row, policy = self.waiting.pop(0)
+            self.held = [s for s in self.held if s.t_s >= pending.arrival_s - policy.horizon_s]  # t_s: when it arrived
+            row.update(t_train_s=pending.arrival_s, num_samples=len(self.held), **self._train_on_edge(state, policy))
+            state.ledger.append(row)
 
-    def update(self, state: RunState, t_s: float) -> dict:
+    def update(self, state: RunState, t_s: float) -> dict | None:
         changes = self.sim.take_policy_changes()
         policy = replace(self.sim.adapt, strategy="full", fraction=1.0)
         t_sent = self.sim.flush_outbox(state, t_s, rate_fps=self.rate_fps)
         new = [s for s in self._ready(state, t_s, t_sent) if not s.seen]
+        state.next_update_s = t_s + policy.update_interval_s
+        row = self._row(state, t_s, self.held, changes)
+        row.update(strategy="full", fraction=1.0, sent=bool(new), num_labels_sent=len(new), encoder="label_png")
+        if not new:  # nothing new came up: no label goes down, and the edge does not train
+            row.update(downlink_bits=0, t_arrival_s=math.nan)
+            return row
         bits, last_arrival = 0, math.nan
         for sample in new:  # the teacher's labels go down, one PNG each
             sample.seen = True
             label_bits = 8 * label_png_bytes(sample.label)
             last_arrival = state.downlink.send(t_sent, label_bits)
             bits += label_bits
-            state.pending.append(Pending(last_arrival, self.trained, label=sample.label,
-                                         frame=sample.edge_frame))
-        self.held = [s for s in self.held if s.t_s >= t_s - policy.horizon_s]  # t_s: when it arrived
-        row = self._row(state, t_s, self.held, changes)
-        row.update(strategy="full", fraction=1.0, sent=bool(new), num_labels_sent=len(new), downlink_bits=bits,
-                   t_arrival_s=last_arrival, encoder="label_png", t_train_s=t_s)
-        state.next_update_s = t_s + policy.update_interval_s
-        if self.held:
-            row.update(self._train_on_edge(state, policy))
-        return row
+            state.pending.append(Pending(last_arrival, self.trained, label=sample.label, frame=sample.edge_frame))
+        row.update(downlink_bits=bits, t_arrival_s=last_arrival)
+        self.waiting.append([len(new), row, policy])
+        return None
+
+    def finish(self, state: RunState) -> None:
+        """The run ended: the updates whose labels had not all arrived are logged untrained."""
+        state.ledger.extend(row for _, row, _ in self.waiting)
+        self.waiting = []
 
     def _train_on_edge(self, state: RunState, policy) -> dict:
         """K steps on the edge's labelled frames, from the model it runs; applied at once."""
