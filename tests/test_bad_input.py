@@ -82,6 +82,7 @@ CASES = [
     (["run", "--set", "devices=0", "--out", "{out}"], "devices must be >= 1"),
     (["run", "--set", "scheduler=lottery", "--out", "{out}"], "scheduler must be one of"),
     (["run", "--set", "server_time=tpu9", "--out", "{out}"], "server_time must be one of"),
+    (["run", "--scheme", "edge_train", "--set", "edge_train_time=never", "--out", "{out}"], "edge_train_time must be one of"),
     (["run", "--set", "speedup=-2", "--out", "{out}"], "speedup must be > 0"),
     (["run", "--set", "server_time=fixed", "step_base_s=-1", "--out", "{out}"], "step_base_s must be >= 0"),
     (["run", "--set", "uplink_queue_s=-1", "--out", "{out}"], "uplink_queue_s must be >= 0"),

@@ -182,7 +182,7 @@ class Lab:
 
 
 @pytest.fixture
-def lab(tmp_path, small_student):
+def lab(tmp_path, small_student):  # noqa: F811 - the imported fixture
     """JupyterLab serving a folder with a small copy of 03_live_adaptation.ipynb."""
     root = tmp_path / "notebooks"
     root.mkdir()

@@ -181,3 +181,33 @@ def test_edge_train_logs_an_update_whose_labels_are_still_on_their_way_untrained
     assert list(u["num_labels_sent"]) == [10, 5] and "loss_last" not in u  # never trained
     assert (u["t_arrival_s"] > 20.0).all() and edge.frames["model_version"].max() == 0
     assert edge.summary()["edge_train_frames"] == 0
+
+
+def test_edge_train_on_the_edge_profile_runs_each_model_when_its_training_ends(tiny_student, students):
+    # 3 steps x batch 2 x train_factor 3 x 40 ms: a training takes 0.72 s, then its model runs
+    config = tiny_config(tiny_student, scheme="edge_train")
+    config = replace(config, edge=replace(config.edge, edge_train_time="profile"))
+    edge = simulate(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
+    u = edge.updates
+    assert (u["t_live_s"] - u["t_train_s"]).to_numpy() == pytest.approx([0.72] * 6)
+    f = edge.frames
+    first_live = u["t_live_s"].iloc[0]
+    assert f[f["t_s"] < first_live]["model_version"].max() == 0 and f[f["t_s"] >= first_live]["model_version"].iloc[0] == 1
+    assert "on the clock (edge_train_time=profile)" in edge.summary()["conditions"]["edge_training_time"]
+
+
+def test_a_busy_edge_queues_one_training_and_the_newer_labels_replace_it(tiny_student, students):
+    # a 1-s forward pass: a training takes 3 x 2 x 3 x 1 = 18 s, longer than the 5-s interval
+    config = tiny_config(tiny_student, scheme="edge_train")
+    config = replace(config, edge=replace(config.edge, edge_train_time="profile", inference_s=1.0))
+    edge = simulate(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
+    u = edge.updates.sort_values("t_update_s").reset_index(drop=True)
+    assert list(u["t_update_s"]) == [10.0, 15.0, 20.0, 25.0, 30.0, 35.0]
+    # 10 s trains at once (live 18 s later); 15 and 20 wait and are replaced; 25 trains when the
+    # edge is free; 30 is replaced by 35, which is still waiting when the run ends
+    trained = u["loss_last"].notna()
+    assert list(u.loc[trained, "t_update_s"]) == [10.0, 25.0]
+    assert list(u.loc[u["superseded_by_newer"].fillna(False).astype(bool), "t_update_s"]) == [15.0, 20.0, 30.0]
+    assert u.loc[3, "t_train_s"] == pytest.approx(u.loc[0, "t_live_s"])  # the edge was free again
+    assert u.loc[0, "t_live_s"] - u.loc[0, "t_train_s"] == pytest.approx(18.0)
+    assert edge.frames["model_version"].max() == 1 and edge.summary()["edge_train_frames"] == 2 * 3 * 2

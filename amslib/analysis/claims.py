@@ -274,7 +274,8 @@ def claim_edge(r: dict[str, RunResult]) -> Claim:
     holds = ams["miou_window"] > edge["miou_window"]
     et = s["edge_train"]
     text += (f"; edge_train (labels down, training on the edge) {_pct(et['miou_window'])} at {et['uplink_kbps']:.0f} up / "
-             f"{et['downlink_kbps']:.0f} down Kbps, edge compute {et['edge_compute_s_per_s']:.2f} s/s")
+             f"{et['downlink_kbps']:.0f} down Kbps, edge compute {et['edge_compute_s_per_s']:.2f} s/s, "
+             f"its training {et['conditions']['edge_training_time']}")
     return Claim("edge", f"AMS {_pct(ams['miou_window'])} at {ams['uplink_kbps']:.0f} up / {ams['downlink_kbps']:.0f} "
                  f"down Kbps, no edge training (flicker {_pct(ams.get('flip_pct'))}%); {text} ({_span_text(ams)})",
                  holds, "" if holds else f"{best} matches or beats AMS here without any network")
@@ -440,7 +441,7 @@ def claims_markdown(report: ClaimsReport) -> str:
              "by that command; nothing is copied. "
              "mIoU is the trailing-10 s-window mIoU in percent (after the warm-up), bandwidth in "
              "Kbps = 1000 bit/s. Every row states its conditions, the server model among them: "
-             + _server_sentence(report) + ".",
+             + _server_sentence(report) + ". " + _edge_sentence(report.base),
              "", head, "|" + "---|" * (2 + 3 * len(videos))]
     for k, key in enumerate(CLAIM_TEXT):
         claim, paper = CLAIM_TEXT[key]
@@ -547,6 +548,17 @@ def _server_sentence(report: "ClaimsReport") -> str:
             "goes down, and a key frame still waiting when a newer one arrives is dropped")
 
 
+def _edge_sentence(base: RunConfig) -> str:
+    """How `edge_train`'s own training spent time, in one sentence."""
+    edge, a = base.edge, base.adapt
+    if edge.edge_train_time == "off":
+        return "`edge_train`'s training on the edge is free (edge_train_time=off: its new model runs as its labels arrive)."
+    return (f"`edge_train`'s training on the edge is on the clock too (edge_train_time=profile): {a.iterations} steps "
+            f"of up to {a.batch_size} frames at {edge.train_factor:g} x {edge.inference_s * 1000:g} ms a frame, up to "
+            f"{a.iterations * a.batch_size * edge.train_factor * edge.inference_s:.3g} s a training, one at a time; "
+            "its new model runs when the training ends.")
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     cols = list(table.columns)
     fmt = lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -610,8 +622,10 @@ def load_claims(runs_dir: str | Path) -> ClaimsReport:
 
 def claims_base(base: RunConfig) -> RunConfig:
     """The claims' common setting on top of a preset: an H.264 uplink (the paper's) at 100 Kbps
-    per sampled frame/s, a 50 ms one-way latency, so labels and updates arrive late, and the
+    per sampled frame/s, a 50 ms one-way latency, so labels and updates arrive late, the
     server's work on the clock at this machine's measured times (`--set server_time=off` for the
-    free server of the earlier tables)."""
+    free server of the earlier tables), and `edge_train`'s training on the clock under the edge
+    profile, as the server's is (`--set edge_train_time=off` for the free edge)."""
     return replace(base, link=replace(base.link, uplink_codec="h264", h264_kbps=100.0, latency_s=0.05),
-                   server=replace(base.server, server_time="measured"))
+                   server=replace(base.server, server_time="measured"),
+                   edge=replace(base.edge, edge_train_time="profile"))

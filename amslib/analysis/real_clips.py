@@ -224,15 +224,15 @@ def benchmark_markdown(table: pd.DataFrame) -> str:
         by = rows.set_index("scheme")
         cells = [f"{_pct(by.at[s, 'miou_pooled'])} / {_pct(by.at[s, 'iou_person'])}" if s in by.index else "" for s in schemes]
         updates = int(by.at["ams", "num_updates"]) if "ams" in by.index else ""
-        lines.append(f"| `{clip}` | {rows['duration_s'].iloc[0]:.1f} | {_share(rows['truth_person_pct'].iloc[0])} | "
-                     + " | ".join(cells)
+        person = rows["truth_person_pct"].iloc[0] if "truth_person_pct" in rows else None  # absent: saved before it
+        lines.append(f"| `{clip}` | {rows['duration_s'].iloc[0]:.1f} | {_share(person)} | " + " | ".join(cells)
                      + f" | {updates} | {rows['note'].iloc[0] or ''} |")
     return "\n".join(lines)
 
 
 def _share(value) -> str:
     """A share of pixels in %: two significant digits below 1 (0.016, 0.69), else one decimal."""
-    return "-" if pd.isna(value) else (f"{value:.2g}" if value < 1 else f"{value:.1f}")
+    return "-" if value is None or pd.isna(value) else (f"{value:.2g}" if value < 1 else f"{value:.1f}")
 
 
 def _pct(value) -> str:

@@ -211,6 +211,14 @@ def conditions(config: RunConfig, server_times: dict | None = None) -> dict:
         out["training_budget"] = (f"{a.one_time_iterations} steps of {a.batch_size} frames, once" if config.scheme == "one_time"
                                   else f"{a.iterations} steps of {a.batch_size} frames per update"
                                   + (", on the edge" if config.scheme == "edge_train" else ""))
+    if config.scheme == "edge_train":
+        edge = config.edge
+        out["edge_training_time"] = (
+            "free (edge_train_time=off): the edge runs its new model as its labels arrive"
+            if edge.edge_train_time == "off" else
+            f"on the clock (edge_train_time=profile): {a.iterations} steps x up to {a.batch_size} frames x "
+            f"{edge.train_factor:g} x {edge.inference_s * 1000:g} ms = up to "
+            f"{a.iterations * a.batch_size * edge.train_factor * edge.inference_s:.3g} s a training, one at a time")
     return out
 
 

@@ -18,6 +18,7 @@ from amslib.core.registry import SCHEMES, STRATEGIES
 # (amslib/core/registry.py); validation below reads them.
 UPLINK_CODECS = ("png", "h264")
 OPTIMIZER_STATES = ("persist", "reset")  # AdaptConfig.optimizer_state
+EDGE_TRAIN_TIMES = ("off", "profile")  # EdgeConfig.edge_train_time
 # ServerConfig.server_time: "off" (the server's work is free), "measured" (timed on this
 # machine once, cached), "fixed" (the step_*/teacher_frame_s fields), or a shipped profile
 # (amslib/core/profiles.py)
@@ -172,6 +173,10 @@ class EdgeConfig:
 
     inference_s: float = 0.040
     train_factor: float = 3.0
+    # edge_train's own training on the clock: "off" (free: the edge runs its new model as its
+    # labels arrive, the idealisation) or "profile" (a training of K steps on b frames takes
+    # K * b * train_factor * inference_s, one at a time; the new model runs when it ends)
+    edge_train_time: str = "off"
     bn_frames: int = 32  # bn_adapt: BatchNorm statistics from the edge's last this-many frames
     bn_momentum: float = 0.9  # bn_adapt: weight of the old statistics at each re-estimation batch
     tent_lr: float = 1e-4  # tent: Adam learning rate of BatchNorm's scale and shift
@@ -179,6 +184,8 @@ class EdgeConfig:
     def __post_init__(self) -> None:
         _check(self.inference_s > 0, f"inference_s must be > 0 seconds, got {self.inference_s}")
         _check(self.train_factor >= 1, f"train_factor must be >= 1, got {self.train_factor}")
+        _check(self.edge_train_time in EDGE_TRAIN_TIMES,
+               f"edge_train_time must be one of {', '.join(EDGE_TRAIN_TIMES)}, got '{self.edge_train_time}'")
         _check(self.bn_frames >= 1, f"bn_frames must be >= 1, got {self.bn_frames}")
         _check(0 <= self.bn_momentum < 1, f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
         _check(0 < self.tent_lr < 1, f"tent_lr must be in (0, 1), got {self.tent_lr}")

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from amslib.core.clock import TIME_EPS_S
 from amslib.core.tf import keras, tf
 from amslib.models.pretrain import recalibrate_batchnorm
 from amslib.models.student import set_flat_weights
@@ -118,9 +119,14 @@ class EdgeTrainScheme(AmsScheme):
     that came up since the last update with the teacher and sends each label down (an 8-bit
     PNG, as remote tracking does); once an update's last label has arrived, the edge fine-tunes
     its own student (all parameters, `iterations` steps of `batch_size`) on the labelled frames
-    of the last `horizon_s` seconds it holds, and uses it at once. The uplink is AMS's; the
-    downlink carries labels, never weights; the training is the edge's: booked as edge compute
-    (`edge_compute_s_per_s`), not on the clock (the new model is used as the labels arrive)."""
+    of the last `horizon_s` seconds it holds. The uplink is AMS's; the downlink carries labels,
+    never weights; the training is the edge's, booked as edge compute (`edge_compute_s_per_s`).
+
+    When the new model runs is `EdgeConfig.edge_train_time`: "off" (the idealisation) at once,
+    as the labels arrive; "profile" when the training ends, K * b * train_factor * inference_s
+    later, the edge training one model at a time (a training whose labels came while the edge
+    was busy starts when it is free; one still waiting when newer labels complete is replaced by
+    the newer, which trains on every label held then)."""
 
     def start(self, state: RunState) -> None:
         super().start(state)
@@ -128,19 +134,38 @@ class EdgeTrainScheme(AmsScheme):
         # per update whose labels are on their way, oldest first: [labels still to arrive, its
         # ledger row, its policy] (the downlink is one queue: an update's labels arrive in order)
         self.waiting: list[list] = []
+        self.queued: tuple[dict, object] | None = None  # (row, policy) of a training waiting for the edge
+        self.busy_until_s = -math.inf  # when the edge's current training ends ("profile")
+        self.latest = state.edge_weights  # the edge's newest trained weights (live, or about to be)
         self.trained = 0  # the edge's model version: its own trainings
 
     def on_arrival(self, state: RunState, pending: Pending) -> None:
-        """A label arrived: the edge keeps it with its own copy of the frame; with an update's
-        last label, the edge trains on what it holds."""
+        """A label arrived: the edge keeps it with its own copy of the frame, and with an
+        update's last label it trains (or queues the training). Also the edge's own events:
+        a queued training's start, and a trained model going live ("profile")."""
+        if pending.weights is not None:  # a training ended: its model runs from now on
+            super().on_arrival(state, pending)
+            return
+        if pending.label is None:  # the edge is free: the queued training starts
+            row, policy = self.queued
+            self.queued = None
+            self._train(state, pending.arrival_s, row, policy)
+            return
         self.held.append(Sample(pending.arrival_s, -1, pending.frame, pending.label, arrival_s=pending.arrival_s))
         batch = self.waiting[0]
         batch[0] -= 1
-        if batch[0] == 0:
-            _, row, policy = self.waiting.pop(0)
-            self.held = [s for s in self.held if s.t_s >= pending.arrival_s - policy.horizon_s]  # t_s: when it arrived
-            row.update(t_train_s=pending.arrival_s, num_samples=len(self.held), **self._train_on_edge(state, policy))
-            state.ledger.append(row)
+        if batch[0] > 0:
+            return
+        _, row, policy = self.waiting.pop(0)
+        t_s = pending.arrival_s
+        if self.sim.config.edge.edge_train_time == "off" or t_s >= self.busy_until_s - TIME_EPS_S:
+            self._train(state, t_s, row, policy)
+        elif self.queued is not None:  # still waiting for the edge: the newer labels replace it
+            state.ledger.append({**self.queued[0], "superseded_by_newer": True})
+            self.queued = (row, policy)
+        else:
+            self.queued = (row, policy)
+            state.pending.append(Pending(self.busy_until_s, state.version))  # the edge's wake-up
 
     def update(self, state: RunState, t_s: float) -> dict | None:
         changes = self.sim.take_policy_changes()
@@ -159,25 +184,43 @@ class EdgeTrainScheme(AmsScheme):
             label_bits = 8 * label_png_bytes(sample.label)
             last_arrival = state.downlink.send(t_sent, label_bits)
             bits += label_bits
-            state.pending.append(Pending(last_arrival, self.trained, label=sample.label, frame=sample.edge_frame))
+            # a label never changes the model the edge runs: it carries the running version
+            state.pending.append(Pending(last_arrival, state.version, label=sample.label, frame=sample.edge_frame))
         row.update(downlink_bits=bits, t_arrival_s=last_arrival)
         self.waiting.append([len(new), row, policy])
         return None
 
     def finish(self, state: RunState) -> None:
-        """The run ended: the updates whose labels had not all arrived are logged untrained."""
+        """The run ended: updates whose labels had not all arrived, or whose training still
+        waited for the edge, are logged untrained."""
         state.ledger.extend(row for _, row, _ in self.waiting)
-        self.waiting = []
+        if self.queued is not None:
+            state.ledger.append(self.queued[0])
+        self.waiting, self.queued = [], None
 
-    def _train_on_edge(self, state: RunState, policy) -> dict:
-        """K steps on the edge's labelled frames, from the model it runs; applied at once."""
-        base = state.edge_weights
+    def edge_train_s(self, policy, frames: int) -> float:
+        """Seconds one training of `policy` on `frames` held frames takes on the edge profile."""
+        edge = self.sim.config.edge
+        return policy.iterations * min(policy.batch_size, frames) * edge.train_factor * edge.inference_s
+
+    def _train(self, state: RunState, t_s: float, row: dict, policy) -> None:
+        """K steps at `t_s` on the labelled frames the edge holds, from its newest model; the
+        result runs at once ("off") or when the training ends ("profile")."""
+        self.held = [s for s in self.held if s.t_s >= t_s - policy.horizon_s]  # s.t_s: when its label arrived
         result = self.sim.trainer.update(np.stack([s.frame for s in self.held]), np.stack([s.label for s in self.held]),
-                                         base=base, policy=policy, rng=state.rng)
-        set_flat_weights(self.sim.edge_predictor.model, result.values)
-        state.edge_weights = state.server_weights = result.values
+                                         base=self.latest, policy=policy, rng=state.rng)
+        self.latest = state.server_weights = result.values
         self.trained += 1
-        state.version = self.trained
         trained_frames = policy.iterations * min(policy.batch_size, len(self.held))
         state.edge_train_frames += trained_frames  # booked on the next frame (the summary counts it there)
-        return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "edge_train_frames": trained_frames}
+        t_live = t_s
+        if self.sim.config.edge.edge_train_time == "off":
+            set_flat_weights(self.sim.edge_predictor.model, result.values)
+            state.edge_weights = result.values
+            state.version = self.trained
+        else:
+            t_live = self.busy_until_s = t_s + self.edge_train_s(policy, len(self.held))
+            state.pending.append(Pending(t_live, self.trained, weights=result.values))
+        row.update(t_train_s=t_s, t_live_s=t_live, num_samples=len(self.held), loss_first=result.losses[0],
+                   loss_last=result.losses[-1], edge_train_frames=trained_frames)
+        state.ledger.append(row)
