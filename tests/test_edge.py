@@ -211,3 +211,12 @@ def test_a_busy_edge_queues_one_training_and_the_newer_labels_replace_it(tiny_st
     assert u.loc[3, "t_train_s"] == pytest.approx(u.loc[0, "t_live_s"])  # the edge was free again
     assert u.loc[0, "t_live_s"] - u.loc[0, "t_train_s"] == pytest.approx(18.0)
     assert edge.frames["model_version"].max() == 1 and edge.summary()["edge_train_frames"] == 2 * 3 * 2
+
+
+def test_edge_train_labelling_is_server_work_on_the_clock(tiny_student, students):
+    # the teacher at 0.1 s a frame: the first update's 10 labels leave the server 1 s after 10 s
+    config = tiny_config(tiny_student, scheme="edge_train", max_seconds=20.0)
+    config = replace(config, server=replace(config.server, server_time="fixed", teacher_frame_s=0.1))
+    u = simulate(config, video=TinyVideo(), teacher=TinyOracle(), students=students).updates
+    assert list(u["server_s"]) == pytest.approx([1.0, 0.5]) and list(u["t_start_s"]) == pytest.approx([10.0, 15.0])
+    assert (u["t_arrival_s"] >= u["t_end_s"]).all() and (u["t_train_s"] >= u["t_arrival_s"]).all()

@@ -63,7 +63,7 @@ class Job:
     (end_s, ledger row or None); it is called once, when a GPU takes the job."""
 
     device: int
-    kind: str  # "update" (AMS, One-Time), "key_frame" (Just-In-Time, remote tracking)
+    kind: str  # "update" (AMS, One-Time), "key_frame" (Just-In-Time, remote tracking), "labels" (edge_train)
     t_request_s: float  # when the scheme asked (a scheduled update, a key frame's arrival)
     ready_s: float  # when its inputs are at the server (>= t_request_s)
     run: Callable[[float], tuple[float, dict | None]]

@@ -26,7 +26,8 @@ from amslib.models.pretrain import recalibrate_batchnorm
 from amslib.models.student import set_flat_weights
 from amslib.sim.codec import label_png_bytes
 from amslib.sim.schemes.ams import AmsScheme
-from amslib.sim.schemes.base import Scheme
+from amslib.sim.schemes.base import Scheme, server_columns
+from amslib.sim.server import Job
 from amslib.sim.state import Pending, RunState, Sample
 
 
@@ -116,8 +117,8 @@ class TentScheme(Scheme):
 class EdgeTrainScheme(AmsScheme):
     """On-device training on labels sent down (as Shoggoth, DAC 2023, does): the edge samples
     and sends frames up as AMS does; every `update_interval_s` the server labels the frames
-    that came up since the last update with the teacher and sends each label down (an 8-bit
-    PNG, as remote tracking does); once an update's last label has arrived, the edge fine-tunes
+    that came up since the last update with the teacher (a server job: its time on the clock
+    as AMS's labelling is) and sends each label down (an 8-bit PNG, as remote tracking does); once an update's last label has arrived, the edge fine-tunes
     its own student (all parameters, `iterations` steps of `batch_size`) on the labelled frames
     of the last `horizon_s` seconds it holds. The uplink is AMS's; the downlink carries labels,
     never weights; the training is the edge's, booked as edge compute (`edge_compute_s_per_s`).
@@ -178,16 +179,28 @@ class EdgeTrainScheme(AmsScheme):
         if not new:  # nothing new came up: no label goes down, and the edge does not train
             row.update(downlink_bits=0, t_arrival_s=math.nan)
             return row
-        bits, last_arrival = 0, math.nan
-        for sample in new:  # the teacher's labels go down, one PNG each
+        for sample in new:
             sample.seen = True
-            label_bits = 8 * label_png_bytes(sample.label)
-            last_arrival = state.downlink.send(t_sent, label_bits)
-            bits += label_bits
-            # a label never changes the model the edge runs: it carries the running version
-            state.pending.append(Pending(last_arrival, state.version, label=sample.label, frame=sample.edge_frame))
-        row.update(downlink_bits=bits, t_arrival_s=last_arrival)
-        self.waiting.append([len(new), row, policy])
+
+        def run(start_s: float) -> tuple[float, None]:
+            """The server's teacher labels the new samples from `start_s`, then sends each label."""
+            unlabelled = [s for s in new if not s.labelled]
+            for s in unlabelled:
+                s.labelled = True
+            end_s = start_s + self.sim.times.teacher_s(len(unlabelled))
+            bits, last_arrival = 0, math.nan
+            for sample in new:  # one PNG each
+                label_bits = 8 * label_png_bytes(sample.label)
+                last_arrival = state.downlink.send(end_s, label_bits)
+                bits += label_bits
+                # a label never changes the model the edge runs: it carries the running version
+                state.pending.append(Pending(last_arrival, state.version, label=sample.label, frame=sample.edge_frame))
+            row.update(downlink_bits=bits, t_arrival_s=last_arrival)
+            server_columns(row, t_s, t_sent, start_s, end_s)  # the server's part (t_train_s: the edge's, later)
+            self.waiting.append([len(new), row, policy])
+            return end_s, None
+
+        self.sim.submit(Job(device=self.sim.device, kind="labels", t_request_s=t_s, ready_s=t_sent, run=run, row=row))
         return None
 
     def finish(self, state: RunState) -> None:
