@@ -669,6 +669,12 @@ def _add_clips_parser(sub) -> None:
                        help="train every layer (default: fit only the head, on frozen ImageNet features computed once)")
     clips.add_argument("--max-seconds", type=float, default=30.0, help="each clip's first seconds (default 30: "
                        "only vtest is longer)")
+    clips.add_argument("--held-out", help="','-separated clips to run (default: every clip of --clips); each "
+                       "student still fits on all the other clips")
+    clips.add_argument("--schemes", help="','-separated schemes (default: none,one_time,ams,bn_adapt,tent,edge_train)")
+    clips.add_argument("--set", nargs="+", metavar="KEY=VALUE", action="extend",
+                       help="run settings on top of the benchmark's own (e.g. lr=0.0001), for every run; the "
+                            "table's .json records them")
     clips.add_argument("--runs", default="runs/clips", help="where every run's tables and students go")
     clips.add_argument("--out", default="docs/real_clips.csv", help="the table (a .json of config and timings beside it)")
     clips.set_defaults(func=cmd_clips)
@@ -676,6 +682,7 @@ def _add_clips_parser(sub) -> None:
 
 def cmd_clips(args: argparse.Namespace) -> None:
     from amslib.analysis.real_clips import (  # deferred: slow import
+        RUN_OVERRIDES,
         BenchmarkConfig,
         benchmark_markdown,
         run_benchmark,
@@ -688,8 +695,17 @@ def cmd_clips(args: argparse.Namespace) -> None:
     if unknown or len(names) < 2:
         raise ValueError(f"--clips needs two or more of: {', '.join(CLIPS)}" + (f" (unknown: {', '.join(unknown)})"
                                                                                  if unknown else ""))
+    held_out = tuple(c.strip() for c in args.held_out.split(",")) if args.held_out else None
+    if held_out is not None and not set(held_out) <= set(names):
+        raise ValueError(f"--held-out must name clips of --clips ({', '.join(names)}); got {args.held_out}")
+    schemes = tuple(s.strip() for s in args.schemes.split(",")) if args.schemes else BenchmarkConfig.schemes
+    for scheme in schemes:
+        SCHEMES.check(scheme)
+    overrides = tuple(parse_set_args(args.set or []).items())
     config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds,
-                             freeze_backbone=not args.train_backbone)
+                             freeze_backbone=not args.train_backbone, held_out=held_out, schemes=schemes,
+                             run_overrides=RUN_OVERRIDES + overrides)
+    with_overrides(preset(config.preset), dict(config.run_overrides))  # a bad --set fails here, in one line
     with atomic_dir(args.runs, marker=CLIPS_RUNS_MARKER) as staging:
         (staging / CLIPS_RUNS_MARKER).write_text("runs of `python -m amslib clips`\n")
         table, timings = run_benchmark(config, staging, on_stage=lambda text: print(text, file=sys.stderr, flush=True))

@@ -121,11 +121,17 @@ def test_opencv_doc_clips_unpack_once_and_say_how_to_install(tmp_path, monkeypat
         examples.example_clip("nope")
 
 
-@pytest.mark.parametrize("clips, message", [("carphone", "needs two or more"), ("carphone,nope", "unknown: nope")])
-def test_clips_command_refuses_bad_clip_lists_in_one_line(clips, message, tmp_path, capsys):
+@pytest.mark.parametrize("args, message", [
+    (["--clips", "carphone"], "needs two or more"),
+    (["--clips", "carphone,nope"], "unknown: nope"),
+    (["--clips", "carphone,bikes", "--held-out", "vtest"], "--held-out must name clips of --clips"),
+    (["--clips", "carphone,bikes", "--schemes", "none,amz"], "scheme must be one of none, one_time, ams"),
+    (["--clips", "carphone,bikes", "--set", "lr=7"], "lr must be in (0, 1)"),
+])
+def test_clips_command_refuses_bad_arguments_in_one_line(args, message, tmp_path, capsys):
     from amslib.cli import main
 
-    code = main(["clips", "--clips", clips, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t.csv")])
+    code = main(["clips", *args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "t.csv")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "runs").exists()

@@ -62,6 +62,8 @@ class BenchmarkConfig:
     min_updates: int = 3
     max_seconds: float | None = 30.0  # each clip's first 30 s (only vtest, 79.5 s, is longer): a 2-core budget
     seed: int = 0
+    # the clips that are held out and run (None: every clip); each student still fits on all the others
+    held_out: tuple[str, ...] | None = None
 
     def run_config(self, clip_path: Path, student: Path, seconds: float):
         base = preset(self.preset)
@@ -166,6 +168,8 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, *,
         timings["label_s"][name] = time.perf_counter() - start
     rows = []
     for name, clip in clips.items():
+        if config.held_out is not None and name not in config.held_out:
+            continue
         say(f"pretraining a student without {name}")
         start = time.perf_counter()
         student = leave_one_out_student(name, clips, config, out / name / "student.weights.h5")
