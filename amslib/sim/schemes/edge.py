@@ -118,9 +118,10 @@ class EdgeTrainScheme(AmsScheme):
     """On-device training on labels sent down (as Shoggoth, DAC 2023, does): the edge samples
     and sends frames up as AMS does; every `update_interval_s` the server labels the frames
     that came up since the last update with the teacher (a server job: its time on the clock
-    as AMS's labelling is) and sends each label down (an 8-bit PNG, as remote tracking does); once an update's last label has arrived, the edge fine-tunes
-    its own student (all parameters, `iterations` steps of `batch_size`) on the labelled frames
-    of the last `horizon_s` seconds it holds. The uplink is AMS's; the downlink carries labels,
+    as AMS's labelling is) and sends each label down (an 8-bit PNG, as remote tracking does);
+    once an update's last label has arrived, the edge fine-tunes its own student (all
+    parameters, `iterations` steps of `batch_size`) on the labelled frames of the last
+    `horizon_s` seconds it holds. The uplink is AMS's; the downlink carries labels,
     never weights; the training is the edge's, booked as edge compute (`edge_compute_s_per_s`).
 
     When the new model runs is `EdgeConfig.edge_train_time`: "off" (the idealisation) at once,
