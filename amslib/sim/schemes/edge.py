@@ -235,6 +235,7 @@ class EdgeTrainScheme(AmsScheme):
         else:
             t_live = self.busy_until_s = t_s + self.edge_train_s(policy, len(self.held))
             state.pending.append(Pending(t_live, self.trained, weights=result.values))
-        row.update(t_train_s=t_s, t_live_s=t_live, num_samples=len(self.held), loss_first=result.losses[0],
-                   loss_last=result.losses[-1], edge_train_frames=trained_frames)
+        # staleness: the update asked for -> its model running at the edge (not its labels' arrival)
+        row.update(t_train_s=t_s, t_live_s=t_live, staleness_s=t_live - row["t_update_s"], num_samples=len(self.held),
+                   loss_first=result.losses[0], loss_last=result.losses[-1], edge_train_frames=trained_frames)
         state.ledger.append(row)
