@@ -15,6 +15,15 @@ from amslib.models.teachers import Teacher  # noqa: E402
 TINY_CLASSES = ("road", "building", "sky")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_dir(tmp_path_factory):
+    """The suite's $AMS_DATA_DIR is its own: it never writes into (or reads from) the user's
+    cache of videos, labels and measured server times."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AMS_DATA_DIR", str(tmp_path_factory.mktemp("ams_data")))
+        yield
+
+
 class TinyVideo(Video):
     """Sky over building over road, whose colours darken halfway through (a drift)."""
 
