@@ -191,6 +191,8 @@ def test_a_fleet_needs_a_scheme_with_a_server():
 
     with pytest.raises(ConfigError, match="adapts on the edge alone"):
         run_fleet(_tiny(devices=2, scheme="tent"))
+    with pytest.raises(ConfigError, match="'edge_train' trains on the edge, and a fleet of it .* is not modelled"):
+        run_fleet(_tiny(devices=2, scheme="edge_train"))
 
 
 def test_the_utility_scheduler_weighs_each_update_by_the_accuracy_its_device_lost():

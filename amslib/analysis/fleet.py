@@ -91,8 +91,10 @@ def device_configs(config: RunConfig) -> list[RunConfig]:
     """Each device's config: seed + k (its own sampling and training draws; on a synthetic
     video also its own street, unless fleet_videos=same)."""
     if config.scheme not in FLEET_SCHEMES:
+        why = ("trains on the edge, and a fleet of it (each device's training beside the server's labelling) is "
+               "not modelled" if config.scheme == "edge_train" else "adapts on the edge alone")
         raise ConfigError(f"a fleet run needs a scheme with a server ({', '.join(FLEET_SCHEMES)}); "
-                          f"'{config.scheme}' adapts on the edge alone: run it with devices=1")
+                          f"'{config.scheme}' {why}: run it with devices=1")
     return [replace(config, seed=config.seed + k) for k in range(config.server.devices)]
 
 
