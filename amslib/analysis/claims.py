@@ -555,7 +555,7 @@ def _edge_sentence(base: RunConfig) -> str:
         return "`edge_train`'s training on the edge is free (edge_train_time=off: its new model runs as its labels arrive)."
     return (f"`edge_train`'s training on the edge is on the clock too (edge_train_time=profile): {a.iterations} steps "
             f"of up to {a.batch_size} frames at {edge.train_factor:g} x {edge.inference_s * 1000:g} ms a frame, up to "
-            f"{a.iterations * a.batch_size * edge.train_factor * edge.inference_s:.3g} s a training, one at a time; "
+            f"{edge.training_s(a.iterations, a.batch_size):.3g} s a training, one at a time; "
             "its new model runs when the training ends.")
 
 

@@ -212,11 +212,6 @@ class EdgeTrainScheme(AmsScheme):
             state.ledger.append(self.queued[0])
         self.waiting, self.queued = [], None
 
-    def edge_train_s(self, policy, frames: int) -> float:
-        """Seconds one training of `policy` on `frames` held frames takes on the edge profile."""
-        edge = self.sim.config.edge
-        return policy.iterations * min(policy.batch_size, frames) * edge.train_factor * edge.inference_s
-
     def _train(self, state: RunState, t_s: float, row: dict, policy) -> None:
         """K steps at `t_s` on the labelled frames the edge holds, from its newest model; the
         result runs at once ("off") or when the training ends ("profile")."""
@@ -225,7 +220,8 @@ class EdgeTrainScheme(AmsScheme):
                                          base=self.latest, policy=policy, rng=state.rng)
         self.latest = state.server_weights = result.values
         self.trained += 1
-        trained_frames = policy.iterations * min(policy.batch_size, len(self.held))
+        batch = min(policy.batch_size, len(self.held))
+        trained_frames = policy.iterations * batch
         state.edge_train_frames += trained_frames  # booked on the next frame (the summary counts it there)
         t_live = t_s
         if self.sim.config.edge.edge_train_time == "off":
@@ -233,7 +229,7 @@ class EdgeTrainScheme(AmsScheme):
             state.edge_weights = result.values
             state.version = self.trained
         else:
-            t_live = self.busy_until_s = t_s + self.edge_train_s(policy, len(self.held))
+            t_live = self.busy_until_s = t_s + self.sim.config.edge.training_s(policy.iterations, batch)
             state.pending.append(Pending(t_live, self.trained, weights=result.values))
         # staleness: the update asked for -> its model running at the edge (not its labels' arrival)
         row.update(t_train_s=t_s, t_live_s=t_live, staleness_s=t_live - row["t_update_s"], num_samples=len(self.held),
