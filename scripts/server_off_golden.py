@@ -1,12 +1,18 @@
 """Writes tests/data/server_off_golden.json: small runs of every remote scheme, recorded
-before the server's time went on the clock. tests/test_server.py checks that
-`server_time=off` (with unbounded link queues and no superseding) still gives these tables.
+before the server's time went on the clock (run it at a commit before that, 0188d73, with this
+file copied in). tests/test_server.py checks that `server_time=off` (with unbounded link queues
+and no superseding) still gives these tables.
+
+Trained weights round differently on different CPUs (2% of window mIoU between the AMD EPYC and
+the Intel Xeon machines this project has run on), so the tables are kept per CPU, under
+`cpu_name()`, and a run adds or replaces this machine's:
 
     python scripts/server_off_golden.py
 """
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,10 +48,23 @@ def tables(result) -> dict:
             "updates": {c: json.loads(updates[c].to_json(orient="values")) for c in keep}}
 
 
+def cpu_name() -> str:
+    """'<vendor> <model name>' from /proc/cpuinfo (the processor string elsewhere)."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    return f"{info.get('vendor_id', '')} {info.get('model name', '')}".strip()
+
+
 def main() -> None:
-    golden = {name: tables(simulate(golden_config(scheme, overrides))) for name, scheme, overrides in CASES}
+    golden = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    golden[cpu_name()] = {name: tables(simulate(golden_config(scheme, overrides))) for name, scheme, overrides in CASES}
     OUT.write_text(json.dumps(golden, indent=1, sort_keys=True))
-    print(f"wrote {OUT}")
+    print(f"wrote {OUT} ({cpu_name()})")
 
 
 if __name__ == "__main__":

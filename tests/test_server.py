@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from server_off_golden import CASES, golden_config, tables  # noqa: E402
+from server_off_golden import CASES, cpu_name, golden_config, tables  # noqa: E402
 
 from amslib.analysis.runs import simulate
 from amslib.core.config import ConfigError, ServerConfig, preset, with_overrides
@@ -21,21 +21,53 @@ from amslib.sim.server import Job, Server, fit_step
 GOLDEN = json.loads((Path(__file__).parent / "data" / "server_off_golden.json").read_text())
 
 
+def golden_mismatches(got: dict, want: dict, *, window_atol: float, bits_rtol: float, time_atol: float) -> list[str]:
+    """What differs between two `tables` (empty: they agree within the tolerances); model
+    versions, uplink bits, update times and counts must be equal."""
+    out = [k for k in ("model_version", "uplink_bits") if got[k] != want[k]]
+    if not np.allclose(got["window_miou"], want["window_miou"], atol=window_atol, rtol=0, equal_nan=True):
+        out.append("window_miou")
+    for column, values in want["updates"].items():
+        mine, theirs = np.array(got["updates"][column], float), np.array(values, float)
+        if column == "downlink_bits":  # float16 payloads of trained weights
+            ok = np.allclose(mine, theirs, rtol=bits_rtol, atol=0, equal_nan=True)
+        elif column == "t_arrival_s":  # after those bits
+            ok = np.allclose(mine, theirs, atol=time_atol, rtol=0, equal_nan=True)
+        else:
+            ok = got["updates"][column] == values
+        if not ok:
+            out.append(column)
+    return out
+
+
+# Within one CPU the tables are equal (up to float16 round-off in the payload sizes); across
+# CPUs, trained weights round differently: measured between the two recorded here, window mIoU
+# 0.020 apart at most (jit), payload sizes 7e-4 relative, arrival times 4e-4 s.
+SAME_CPU = {"window_atol": 1e-6, "bits_rtol": 1e-3, "time_atol": 1e-9}
+OTHER_CPU = {"window_atol": 0.025, "bits_rtol": 2e-3, "time_atol": 1e-3}
+
+
 @pytest.mark.parametrize("name,scheme,overrides", CASES, ids=[c[0] for c in CASES])
 def test_server_time_off_reproduces_the_tables_made_before_it(name, scheme, overrides):
     config = golden_config(scheme, {**overrides, "server_time": "off", "uplink_queue_s": None,
                                     "supersede_queued": False})
-    got, want = tables(simulate(config)), GOLDEN[name]
-    assert got["model_version"] == want["model_version"]
-    assert got["uplink_bits"] == want["uplink_bits"]
-    np.testing.assert_allclose(got["window_miou"], want["window_miou"], atol=1e-6)
-    for column, values in want["updates"].items():
-        if column == "downlink_bits":  # float16 payloads of trained weights: equal up to round-off
-            np.testing.assert_allclose(got["updates"][column], values, rtol=1e-3)
-        elif column in ("t_update_s", "t_arrival_s"):
-            np.testing.assert_allclose(np.array(got["updates"][column], float), np.array(values, float), atol=1e-9)
-        else:
-            assert got["updates"][column] == values, column
+    got = tables(simulate(config))
+    strict = {cpu: golden_mismatches(got, runs[name], **SAME_CPU) for cpu, runs in GOLDEN.items()}
+    if cpu_name() in GOLDEN:  # recorded on this CPU: equal
+        assert not strict[cpu_name()], strict[cpu_name()]
+    elif not any(not m for m in strict.values()):  # another CPU: equal within its rounding
+        loose = {cpu: golden_mismatches(got, runs[name], **OTHER_CPU) for cpu, runs in GOLDEN.items()}
+        assert any(not m for m in loose.values()), loose
+
+
+def test_golden_tables_differ_across_cpus_only_by_rounding():
+    # the two recordings themselves: equal where no training is involved, close where it is
+    (cpu_a, a), (cpu_b, b) = sorted(GOLDEN.items())[:2]
+    for name in ("none", "remote_tracking"):
+        assert not golden_mismatches(a[name], b[name], **SAME_CPU), name
+    for name in a:
+        assert not golden_mismatches(a[name], b[name], **OTHER_CPU), name
+    assert golden_mismatches(a["jit"], b["jit"], **SAME_CPU) == ["window_miou"]  # the tolerance is needed
 
 
 def _job(device, ready, seconds, log, utility=0.0):
