@@ -212,6 +212,9 @@ def test_a_busy_edge_queues_one_training_and_the_newer_labels_replace_it(tiny_st
     assert u.loc[0, "t_live_s"] - u.loc[0, "t_train_s"] == pytest.approx(18.0)
     assert u.loc[3, "staleness_s"] == pytest.approx(u.loc[3, "t_live_s"] - 25.0)  # asked for at 25 s, running at 46 s
     assert edge.frames["model_version"].max() == 1 and edge.summary()["edge_train_frames"] == 2 * 3 * 2
+    # staleness counts the models that ran: asked for at 10 s, running 18 s after its labels came
+    assert list(u["staleness_s"].isna()) == [False, True, True, False, True, True]
+    assert edge.summary()["staleness_mean_s"] == pytest.approx(u["staleness_s"].mean(), abs=1e-3)
 
 
 def test_edge_train_labelling_is_server_work_on_the_clock(tiny_student, students):

@@ -163,7 +163,7 @@ class EdgeTrainScheme(AmsScheme):
         if self.sim.config.edge.edge_train_time == "off" or t_s >= self.busy_until_s - TIME_EPS_S:
             self._train(state, t_s, row, policy)
         elif self.queued is not None:  # still waiting for the edge: the newer labels replace it
-            state.ledger.append({**self.queued[0], "superseded_by_newer": True})
+            state.ledger.append({**self.queued[0], "superseded_by_newer": True, "staleness_s": math.nan})  # never ran
             self.queued = (row, policy)
         else:
             self.queued = (row, policy)
@@ -207,9 +207,8 @@ class EdgeTrainScheme(AmsScheme):
     def finish(self, state: RunState) -> None:
         """The run ended: updates whose labels had not all arrived, or whose training still
         waited for the edge, are logged untrained."""
-        state.ledger.extend(row for _, row, _ in self.waiting)
-        if self.queued is not None:
-            state.ledger.append(self.queued[0])
+        untrained = [row for _, row, _ in self.waiting] + ([self.queued[0]] if self.queued is not None else [])
+        state.ledger.extend({**row, "staleness_s": math.nan} for row in untrained)  # their models never ran
         self.waiting, self.queued = [], None
 
     def _train(self, state: RunState, t_s: float, row: dict, policy) -> None:
