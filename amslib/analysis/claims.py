@@ -545,7 +545,8 @@ def _server_sentence(report: "ClaimsReport") -> str:
             "video's exact labels cost what the stand-in teacher, the width-1.0 student at output stride 8, costs); "
             "AMS and One-Time label an update's new samples and train before it is sent, Just-In-Time labels each "
             "key frame and trains on it before sending, remote tracking labels each key frame before its label "
-            "goes down, and a key frame still waiting when a newer one arrives is dropped")
+            "goes down, `edge_train` labels an update's new samples before their labels go down, and a key frame "
+            "still waiting when a newer one arrives is dropped")
 
 
 def _edge_sentence(base: RunConfig) -> str:
