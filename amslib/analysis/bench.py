@@ -187,7 +187,7 @@ def peak_rss_child(minutes: float, *, fps: float, height: int) -> float:
 
     Read from VmHWM in /proc/self/status: `getrusage`'s ru_maxrss would also count the
     parent's memory at fork time, which survives the exec."""
-    code = ("from amslib.core.config import preset, with_overrides; from amslib.analysis.results import simulate; "
+    code = ("from amslib.core.config import preset, with_overrides; from amslib.analysis.runs import simulate; "
             f"c = with_overrides(preset('laptop'), dict(scheme='none', height={height}, fps={fps}, "
             f"duration_s={60 * minutes})); simulate(c); "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
