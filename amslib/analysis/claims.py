@@ -26,7 +26,7 @@ import pandas as pd
 from amslib.analysis.experiments import Job, run_sweep
 from amslib.analysis.first_step import first_step_spread
 from amslib.analysis.real_clips import claims_lines, load_benchmark
-from amslib.analysis.results import RunResult, load_result, save_result
+from amslib.analysis.results import RunResult, conditions, load_result, save_result
 from amslib.core.config import RunConfig, with_overrides
 from amslib.core.files import atomic_write, write_json
 from amslib.data.video import open_video_for
@@ -550,14 +550,8 @@ def _server_sentence(report: "ClaimsReport") -> str:
 
 
 def _edge_sentence(base: RunConfig) -> str:
-    """How `edge_train`'s own training spent time, in one sentence."""
-    edge, a = base.edge, base.adapt
-    if edge.edge_train_time == "off":
-        return "`edge_train`'s training on the edge is free (edge_train_time=off: its new model runs as its labels arrive)."
-    return (f"`edge_train`'s training on the edge is on the clock too (edge_train_time=profile): {a.iterations} steps "
-            f"of up to {a.batch_size} frames at {edge.train_factor:g} x {edge.inference_s * 1000:g} ms a frame, up to "
-            f"{edge.training_s(a.iterations, a.batch_size):.3g} s a training, one at a time; "
-            "its new model runs when the training ends.")
+    """How `edge_train`'s own training spent time, in one sentence (its runs' conditions)."""
+    return f"`edge_train`'s training on the edge: {conditions(replace(base, scheme='edge_train'))['edge_training_time']}."
 
 
 def _markdown_table(table: pd.DataFrame) -> str:

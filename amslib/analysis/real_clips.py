@@ -121,15 +121,16 @@ def clip_rows(name: str, results: dict, seconds: dict[str, float], config: Bench
     scheme that never changed its model): a class the updates erase shows as 0 there."""
     ams = results.get("ams")
     updates = ams.summary()["num_updates"] if ams is not None else None
+    shares = {scheme: person_shares(result) for scheme, result in results.items()}
     notes = []
     if updates is not None and updates < config.min_updates:
         notes.append(f"too short for AMS to pay: {updates} update(s) (fewer than {config.min_updates})")
-    if ams is not None and person_shares(ams)[2] == 0.0:
+    if ams is not None and shares["ams"][2] == 0.0:
         notes.append("AMS's updates erased the person class (none shown after the first)")
     rows = []
     for scheme, result in results.items():
         s = result.summary()
-        truth, shown, updated = person_shares(result)
+        truth, shown, updated = shares[scheme]
         rows.append({"clip": name, "scheme": scheme, "frames": len(result.frames), "duration_s": s["duration_s"],
                      "iou_person": s["iou_per_class"].get("person"), "iou_background": s["iou_per_class"].get("background"),
                      "miou_pooled": s["miou_pooled"], "miou_window": s["miou_window"], "truth_person_pct": truth,

@@ -218,7 +218,8 @@ def conditions(config: RunConfig, server_times: dict | None = None) -> dict:
             if edge.edge_train_time == "off" else
             f"on the clock (edge_train_time=profile): {a.iterations} steps x up to {a.batch_size} frames x "
             f"{edge.train_factor:g} x {edge.inference_s * 1000:g} ms = up to "
-            f"{edge.training_s(a.iterations, a.batch_size):.3g} s a training, one at a time")
+            f"{edge.training_s(a.iterations, a.batch_size):.3g} s a training, one at a time; its new model runs when "
+            "the training ends")
     return out
 
 

@@ -160,7 +160,7 @@ class EdgeTrainScheme(AmsScheme):
             return
         _, row, policy = self.waiting.pop(0)
         t_s = pending.arrival_s
-        if self.sim.config.edge.edge_train_time == "off" or t_s >= self.busy_until_s - TIME_EPS_S:
+        if t_s >= self.busy_until_s - TIME_EPS_S:  # the edge is free (always, under "off")
             self._train(state, t_s, row, policy)
         elif self.queued is not None:  # still waiting for the edge: the newer labels replace it
             state.ledger.append({**self.queued[0], "superseded_by_newer": True, "staleness_s": math.nan})  # never ran
