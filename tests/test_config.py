@@ -57,6 +57,10 @@ def test_json_round_trip():
     (["jit_threshold=0"], r"jit_threshold must be in \(0, 1\]"),
     (["jit_min_stride=16", "jit_max_stride=8"], "jit_min_stride <= jit_max_stride"),
     (["asr_min_fps=0.5", "asr_max_fps=0.2"], "asr_min_fps <= asr_max_fps"),
+    # the edge knobs (their checks once sat after a `return` and never ran)
+    (["bn_frames=0"], "bn_frames must be >= 1, got 0"),
+    (["bn_momentum=5"], r"bn_momentum must be in \[0, 1\), got 5"),
+    (["tent_lr=-1"], r"tent_lr must be in \(0, 1\), got -1"),
 ])
 def test_new_parameters_are_validated(items, match):
     with pytest.raises(ConfigError, match=match):
@@ -74,3 +78,10 @@ def test_every_strategy_scheme_and_baseline_parameter_is_settable():
     assert c.adapt.asr and c.adapt.atr and c.link.update_encoder == "sparse_q8"
     assert (c.link.uplink_codec, c.link.h264_kbps, c.link.downlink_trace) == ("h264", 150.0, "down.csv")
     assert RunConfig.from_dict(c.to_dict()) == c
+
+
+def test_the_edge_knobs_refuse_bad_values_in_one_line():
+    for item in ("bn_frames=0", "bn_momentum=5", "tent_lr=-1"):
+        with pytest.raises(ConfigError) as err:
+            with_overrides(preset("laptop"), parse_set_args([item]))
+        assert "\n" not in str(err.value) and item.split("=")[0] in str(err.value)

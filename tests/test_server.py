@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from server_off_golden import CASES, cpu_name, golden_config, tables  # noqa: E402
+from server_off_golden import CASES, golden_config, tables  # noqa: E402
 
 from amslib.analysis.runs import simulate
 from amslib.core.config import ConfigError, ServerConfig, preset, with_overrides
@@ -40,34 +40,54 @@ def golden_mismatches(got: dict, want: dict, *, window_atol: float, bits_rtol: f
     return out
 
 
-# Within one CPU the tables are equal (up to float16 round-off in the payload sizes); across
-# CPUs, trained weights round differently: measured between the two recorded here, window mIoU
-# 0.020 apart at most (jit), payload sizes 7e-4 relative, arrival times 4e-4 s.
-SAME_CPU = {"window_atol": 1e-6, "bits_rtol": 1e-3, "time_atol": 1e-9}
-OTHER_CPU = {"window_atol": 0.025, "bits_rtol": 2e-3, "time_atol": 1e-3}
+# Trained weights round differently on different CPUs. Measured across the three recorded here
+# (an Intel Xeon and two AMD EPYC kinds, one with AVX-512), the largest differences between any
+# two: window mIoU 0.0217 (jit) and 0.0064 (every other scheme), payload sizes 1.1e-3 relative,
+# arrival times 2.9e-3 s. The tolerances are those, with room; counts, model versions, uplink
+# bits and update times must be equal on every CPU.
+CROSS_CPU = {"window_atol": 0.01, "bits_rtol": 2e-3, "time_atol": 5e-3}
+WINDOW_ATOL = {"jit": 0.03}  # one Adam step per key frame until it passes: the steps' count amplifies rounding
+
+
+def golden_check(name: str, got: dict) -> dict[str, list[str]]:
+    """What differs from each recording, within the cross-CPU tolerances (an empty list: this
+    run agrees with that CPU's recording)."""
+    tolerances = {**CROSS_CPU, "window_atol": WINDOW_ATOL.get(name, CROSS_CPU["window_atol"])}
+    return {cpu: golden_mismatches(got, runs[name], **tolerances) for cpu, runs in GOLDEN.items()}
+
+
+def server_off(scheme: str, overrides: dict):
+    return golden_config(scheme, {**overrides, "server_time": "off", "uplink_queue_s": None, "supersede_queued": False})
 
 
 @pytest.mark.parametrize("name,scheme,overrides", CASES, ids=[c[0] for c in CASES])
 def test_server_time_off_reproduces_the_tables_made_before_it(name, scheme, overrides):
-    config = golden_config(scheme, {**overrides, "server_time": "off", "uplink_queue_s": None,
-                                    "supersede_queued": False})
-    got = tables(simulate(config))
-    strict = {cpu: golden_mismatches(got, runs[name], **SAME_CPU) for cpu, runs in GOLDEN.items()}
-    if cpu_name() in GOLDEN:  # recorded on this CPU: equal
-        assert not strict[cpu_name()], strict[cpu_name()]
-    elif not any(not m for m in strict.values()):  # another CPU: equal within its rounding
-        loose = {cpu: golden_mismatches(got, runs[name], **OTHER_CPU) for cpu, runs in GOLDEN.items()}
-        assert any(not m for m in loose.values()), loose
+    # on any CPU: within the measured cross-CPU rounding of at least one recording
+    mismatches = golden_check(name, tables(simulate(server_off(scheme, overrides))))
+    assert any(not m for m in mismatches.values()), mismatches
 
 
-def test_golden_tables_differ_across_cpus_only_by_rounding():
-    # the two recordings themselves: equal where no training is involved, close where it is
-    (cpu_a, a), (cpu_b, b) = sorted(GOLDEN.items())[:2]
-    for name in ("none", "remote_tracking"):
-        assert not golden_mismatches(a[name], b[name], **SAME_CPU), name
-    for name in a:
-        assert not golden_mismatches(a[name], b[name], **OTHER_CPU), name
-    assert golden_mismatches(a["jit"], b["jit"], **SAME_CPU) == ["window_miou"]  # the tolerance is needed
+def test_the_server_off_regression_fails_on_a_real_change():
+    # a deliberate mutation: AMS trains 8 steps per update instead of the preset's 10
+    name, scheme, overrides = next(c for c in CASES if c[0] == "ams")
+    mutated = server_off(scheme, {**overrides, "iterations": 8})
+    mismatches = golden_check(name, tables(simulate(mutated)))
+    assert all("window_miou" in m for m in mismatches.values()), mismatches
+
+
+def test_golden_recordings_differ_across_cpus_only_by_rounding():
+    # the recordings themselves: equal where no training is involved, within the tolerances
+    # where it is, and the jit tolerance is needed
+    cpus = sorted(GOLDEN)
+    assert len(cpus) >= 3
+    exact = {"window_atol": 0.0, "bits_rtol": 0.0, "time_atol": 0.0}
+    for a, b in zip(cpus, cpus[1:]):
+        for name in ("none", "remote_tracking"):
+            assert not golden_mismatches(GOLDEN[a][name], GOLDEN[b][name], **exact), name
+        for name in GOLDEN[a]:
+            tolerances = {**CROSS_CPU, "window_atol": WINDOW_ATOL.get(name, CROSS_CPU["window_atol"])}
+            assert not golden_mismatches(GOLDEN[a][name], GOLDEN[b][name], **tolerances), (a, b, name)
+    assert "window_miou" in golden_mismatches(GOLDEN[cpus[0]]["jit"], GOLDEN[cpus[1]]["jit"], **CROSS_CPU)
 
 
 def _job(device, ready, seconds, log, utility=0.0):

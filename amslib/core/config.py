@@ -186,13 +186,13 @@ class EdgeConfig:
         _check(self.train_factor >= 1, f"train_factor must be >= 1, got {self.train_factor}")
         _check(self.edge_train_time in EDGE_TRAIN_TIMES,
                f"edge_train_time must be one of {', '.join(EDGE_TRAIN_TIMES)}, got '{self.edge_train_time}'")
+        _check(self.bn_frames >= 1, f"bn_frames must be >= 1, got {self.bn_frames}")
+        _check(0 <= self.bn_momentum < 1, f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
+        _check(0 < self.tent_lr < 1, f"tent_lr must be in (0, 1), got {self.tent_lr}")
 
     def training_s(self, iterations: int, frames: int) -> float:
         """Seconds `iterations` training steps on `frames` frames each take on this edge."""
         return iterations * frames * self.train_factor * self.inference_s
-        _check(self.bn_frames >= 1, f"bn_frames must be >= 1, got {self.bn_frames}")
-        _check(0 <= self.bn_momentum < 1, f"bn_momentum must be in [0, 1), got {self.bn_momentum}")
-        _check(0 < self.tent_lr < 1, f"tent_lr must be in (0, 1), got {self.tent_lr}")
 
 
 @dataclass(frozen=True)
