@@ -115,7 +115,11 @@ def test_downlink_trace_delays_updates(tiny_student, students, tmp_path):
     newest = run(replace(config, link=replace(config.link, supersede_queued=True)), students)
     queued, replaced = result.summary(), newest.summary()
     assert queued["downlink_superseded"] == 0 < replaced["downlink_superseded"]
-    assert replaced["downlink_delivered_kbps"] <= replaced["downlink_kbps"]
+    # what was withdrawn is booked unsent: the offered Kbps are those of the updates left
+    kept = newest.updates[newest.updates["sent"] == True]  # noqa: E712
+    assert replaced["downlink_kbps"] == pytest.approx(kept["downlink_bits"].sum() / replaced["duration_s"] / 1000)
+    gone = newest.updates["withdrawn_from_downlink"].fillna(False).astype(bool)
+    assert replaced["num_updates"] == len(kept) and gone.sum() == replaced["downlink_superseded"]
     assert newest.updates["t_arrival_s"].iloc[-1] < u["t_arrival_s"].iloc[-1]
     withdrawn = {int(v) for text in newest.updates["supersedes"].dropna() for v in str(text).split(",") if v}
     assert len(withdrawn) == replaced["downlink_superseded"]

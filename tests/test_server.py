@@ -202,7 +202,8 @@ def test_the_ledger_has_the_servers_times_and_an_update_is_sent_when_its_trainin
     np.testing.assert_allclose(sent["staleness_s"], sent["t_arrival_s"] - sent["t_update_s"])
     summary = result.summary()
     assert summary["staleness_mean_s"] == pytest.approx(float(sent["staleness_s"].mean()), abs=1e-3)
-    assert summary["downlink_delivered_kbps"] <= summary["downlink_kbps"] + 1e-9
+    arrived = sent.loc[sent["t_arrival_s"] <= summary["duration_s"], "downlink_bits"].sum()
+    assert summary["downlink_delivered_kbps"] == pytest.approx(arrived / summary["duration_s"] / 1000)
     assert "server_time=fixed" in summary["conditions"]["server_compute"]
     # the edge runs each update from its arrival, not from when it was scheduled
     frames = result.frames
@@ -256,3 +257,26 @@ def test_the_utility_scheduler_weighs_each_update_by_the_accuracy_its_device_los
         assert u["utility"].notna().all() and (u["utility"].abs() <= 1.0).all()
     first = fleet.devices[0].updates["utility"].iloc[0]
     assert first > 0  # before any update the reference is 1.0: what the pretrained model misses
+
+
+def test_updates_withdrawn_from_a_starved_downlink_are_booked_unsent(tmp_path):
+    # 500 Kbps, then 5 Kbps from 12 s: the third update is still being sent at the end, and each
+    # later one waits behind it until a newer one replaces it
+    trace = tmp_path / "down.csv"
+    trace.write_text("time_s,kbps\n0,500\n12,5\n")
+    result = simulate(golden_config("ams", {"max_seconds": 48.0, "update_interval_s": 4.0, "first_update_s": 4.0,
+                                            "downlink_trace": str(trace)}))
+    u, duration = result.updates, result.summary()["duration_s"]
+    sent = u[u["sent"] == True]  # noqa: E712
+    ran = set(result.frames["model_version"]) - {0}
+    on_the_way = set(sent.loc[sent["t_arrival_s"] > duration, "version"].astype(int))
+    assert ran == {1, 2}
+    assert set(sent["version"].astype(int)) == ran | on_the_way == {1, 2, 3, 11}  # 11 of 11 were booked before
+    withdrawn = u[u["withdrawn_from_downlink"] == True]  # noqa: E712
+    assert list(withdrawn["version"].astype(int)) == list(range(4, 11))
+    assert withdrawn["t_arrival_s"].isna().all() and withdrawn["staleness_s"].isna().all()
+    assert (withdrawn["downlink_bits"] == 0).all() and (withdrawn["offered_bits"] > 0).all()
+    summary = result.summary()
+    assert summary["num_updates"] == 4 and summary["downlink_superseded"] == 7
+    assert summary["downlink_kbps"] == pytest.approx(sent["downlink_bits"].sum() / duration / 1000)
+    assert summary["staleness_max_s"] == pytest.approx(float(sent["staleness_s"].max()), abs=1e-3)

@@ -244,6 +244,9 @@ class Simulation:
 
     def _rows(self, state: RunState) -> list[UpdateEvent]:
         rows, state.ledger = state.ledger, []
+        for row in rows:  # a later update may withdraw it from the downlink queue (`_supersede`)
+            if row.get("sent") and "version" in row:
+                state.sent_rows[row["version"]] = row
         return [UpdateEvent(row) for row in rows]
 
     def submit(self, job: Job) -> Job:
@@ -383,7 +386,8 @@ class Simulation:
         state.updates += 1
         arrival = state.downlink.send(t_s, sent.bits, tag=state.updates)
         state.pending.append(Pending(arrival, state.updates, weights=weights))
-        return {"sent": True, "t_arrival_s": arrival, "encoder": chosen, "num_params": sent.num_params,
+        return {"sent": True, "version": state.updates, "t_arrival_s": arrival, "encoder": chosen,
+                "num_params": sent.num_params,
                 "supersedes": ",".join(map(str, superseded)),
                 "num_sent": sent.num_sent, "mask_bytes": sent.mask_bytes, "value_bytes": sent.value_bytes,
                 "compressed_bytes": sent.compressed_bytes, "downlink_bits": sent.bits, **sizes}
@@ -397,12 +401,24 @@ class Simulation:
         versions = [v for v in state.downlink.cancel_queued(t_s) if v is not None]
         state.pending = [p for p in state.pending if p.version not in versions or p.weights is None]
         state.superseded += len(versions)
+        withdraw_rows([*state.sent_rows.values(), *state.ledger], versions)
         return versions
 
     def _held_weights(self, state: RunState) -> np.ndarray:
         """The weights the edge will hold once what is still on its way down has arrived."""
         queued = [p for p in state.pending if p.weights is not None]
         return max(queued, key=lambda p: p.version).weights if queued else state.edge_weights
+
+
+def withdraw_rows(rows: list[dict], versions: list[int]) -> None:
+    """Book the ledger rows of `versions` as never sent: withdrawn from the downlink queue before
+    their first bit left, they never reach the edge. Their bits are kept as `offered_bits`."""
+    gone = set(versions)
+    for row in rows:
+        if row.get("version") in gone and row.get("sent"):
+            sizes = {k: 0 for k in row if k.startswith("bytes_")}
+            row.update(sent=False, withdrawn_from_downlink=True, offered_bits=row.get("downlink_bits"),
+                       downlink_bits=0, compressed_bytes=0, t_arrival_s=math.nan, staleness_s=math.nan, **sizes)
 
 
 def measure_server_times(config: RunConfig, video: Video, teacher: Teacher, students: Students) -> ServerTimes:

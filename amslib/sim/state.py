@@ -91,3 +91,4 @@ class RunState:
     ledger: list[dict] = field(default_factory=list)  # update rows not yet yielded (the server writes them when it runs)
     dropped_samples: int = 0  # refused by a full uplink queue (LinkConfig.uplink_queue_s)
     superseded: int = 0  # updates withdrawn from the downlink queue by a newer one
+    sent_rows: dict = field(default_factory=dict)  # version -> its ledger row, once yielded (a withdrawal rewrites it)
