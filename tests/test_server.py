@@ -280,3 +280,43 @@ def test_updates_withdrawn_from_a_starved_downlink_are_booked_unsent(tmp_path):
     assert summary["num_updates"] == 4 and summary["downlink_superseded"] == 7
     assert summary["downlink_kbps"] == pytest.approx(sent["downlink_bits"].sum() / duration / 1000)
     assert summary["staleness_max_s"] == pytest.approx(float(sent["staleness_s"].max()), abs=1e-3)
+
+
+def test_a_fifo_server_at_3x_overload_serves_every_device_in_turn():
+    # 4 devices on 1 GPU, 4.25 s of training per update every 5 s (3.4x overload). A job that
+    # replaces a waiting one keeps its place, and so does one asked again after its device's
+    # last job: every device's first training starts by 35 s (before, devices 2 and 3 waited
+    # until 34.75 s and 47.5 s while devices 0 and 1 were served 10 times)
+    from amslib.analysis.fleet import run_fleet
+
+    fleet = run_fleet(_tiny(devices=4, fleet_videos="same", max_seconds=40.0, first_update_s=5.0,
+                            update_interval_s=5.0, step_base_s=0.425, teacher_frame_s=0.0))
+    server = fleet.server
+    first = server.groupby("device")["t_start_s"].min()
+    assert list(first.index) == [0, 1, 2, 3] and (first < 35.0).all()
+    np.testing.assert_allclose(first.to_numpy(), [5.0, 9.25, 13.5, 17.75])  # back to back, in turn
+    served = server.groupby("device").size()
+    assert served.max() - served.min() <= 1
+
+
+def test_fifo_keeps_a_replaced_jobs_place_and_breaks_ties_in_turn():
+    log: list = []
+    server = Server(gpus=1)
+    server.submit(_job(0, 0.0, 5.0, log))
+    old = server.submit(_job(1, 1.0, 5.0, log))
+    server.submit(_job(2, 2.0, 5.0, log))
+    server.dispatch(0.0)
+    assert server.cancel(old)  # device 1's waiting job is replaced by a newer one at 3 s
+    newer = _job(1, 3.0, 5.0, log)
+    newer.place_s = old.place_s
+    server.submit(newer)
+    server.dispatch(math.inf)
+    assert [d for d, _ in log] == [0, 1, 2]  # not [0, 2, 1]: device 1 asked first
+    tied: list = []
+    server = Server(gpus=1)
+    server.submit(_job(1, 0.0, 2.0, tied))
+    server.dispatch(0.0)
+    for device in (0, 2):  # asked at the same time while device 1 trains
+        server.submit(_job(device, 1.0, 1.0, tied))
+    server.dispatch(math.inf)
+    assert [d for d, _ in tied] == [1, 2, 0]  # the tie goes to the device after the last served

@@ -8,9 +8,11 @@ result down at that time. With `server_time=off` every job takes no time, so a j
 moment its inputs are there: exactly the free server of the earlier tables.
 
 Several edge devices may share one server (amslib/sim/fleet.py): waiting jobs are taken, each
-time a GPU is free, by the scheduler (`fifo`: the earliest ready; `round_robin`: the next
-device in turn; `utility`: the device whose accuracy fell most since its last update, as
-the server measures it on that device's newest samples).
+time a GPU is free, by the scheduler (`fifo`: the earliest place in the queue, which a job
+keeps when a newer one of its device replaces it or is asked again after its device's last
+job, ties in turn; `round_robin`: the next device in turn; `utility`: the device whose
+accuracy fell most since its last update, as the server measures it on that device's newest
+samples).
 
 Costs (`ServerTimes`): a training step on b frames takes step_base_s + b * step_frame_s and the
 teacher takes teacher_frame_s per frame, divided by `speedup`; from a shipped profile, fixed
@@ -69,6 +71,10 @@ class Job:
     run: Callable[[float], tuple[float, dict | None]]
     utility: float = 0.0  # the `utility` scheduler serves the largest first
     row: dict | None = None  # the ledger row it will complete (a withdrawn job's row says so)
+    # its place in the fifo queue: when the device first asked for this work (a job that replaces
+    # a waiting one, or one asked again after the device's last job ended, keeps the earlier
+    # place); None: ready_s
+    place_s: float | None = None
     seq: int = 0
     start_s: float | None = None  # set when a GPU takes it
     end_s: float | None = None
@@ -95,6 +101,7 @@ class Server:
 
     def submit(self, job: Job) -> Job:
         job.ready_s = max(job.ready_s, job.t_request_s)
+        job.place_s = job.ready_s if job.place_s is None else min(job.place_s, job.ready_s)
         self._seq += 1
         job.seq = self._seq
         self.waiting.append(job)
@@ -135,11 +142,15 @@ class Server:
         return done
 
     def _pick(self, ready: list[Job]) -> Job:
+        def turn(j: Job) -> int:  # the devices after the last one served come first
+            return (j.device - self._last_device - 1) % (1 << 30)
+
         if self.scheduler == "utility":
-            return min(ready, key=lambda j: (-j.utility, j.ready_s, j.seq))
-        if self.scheduler == "round_robin":  # the next device after the last one served
-            return min(ready, key=lambda j: ((j.device - self._last_device - 1) % (1 << 30), j.ready_s, j.seq))
-        return min(ready, key=lambda j: (j.ready_s, j.seq))
+            return min(ready, key=lambda j: (-j.utility, j.place_s, turn(j), j.seq))
+        if self.scheduler == "round_robin":
+            return min(ready, key=lambda j: (turn(j), j.place_s, j.seq))
+        # fifo: the earliest place in the queue; ties in turn, never always the lowest device
+        return min(ready, key=lambda j: (j.place_s, turn(j), j.seq))
 
     def utilisation(self, duration_s: float) -> float:
         """Busy GPU-seconds within [0, duration_s] over gpus * duration_s."""

@@ -62,6 +62,7 @@ class AmsScheme(Scheme):
         self.rates: list[float] = []
         self.last_label: np.ndarray | None = None
         self.job: Job | None = None  # the last update handed to the server
+        self.asked_s: float | None = None  # when a postponed or replaced update was first asked for
         # the server copy's accuracy on its newest samples right after the last update (the
         # utility scheduler serves first the device that fell most below it; 1.0 before any)
         self.accuracy_after = 1.0
@@ -86,8 +87,10 @@ class AmsScheme(Scheme):
         job = self.job
         if job is not None and job.end_s is not None and job.end_s > t_s + TIME_EPS_S:
             state.next_update_s = job.end_s
+            self.asked_s = t_s if self.asked_s is None else self.asked_s  # its place in the queue
             return True, None
         if job is not None and job.end_s is None and self.sim.server.cancel(job):
+            self.asked_s = job.place_s  # the newer one takes the withdrawn one's place
             return False, {**job.row, "sent": False, "superseded_by_newer": True, "t_arrival_s": math.nan}
         return False, None
 
@@ -114,6 +117,7 @@ class AmsScheme(Scheme):
         row.update(update_interval_s=self.interval_s, t_train_s=t_train)  # interval to the next update
         if not ready:
             row.update(t_arrival_s=math.nan, sent=False)
+            self.asked_s = None
             return row
         self.submit(state, t_s, t_train, row, ready, self.sim.adapt)
         return None
@@ -171,7 +175,9 @@ class AmsScheme(Scheme):
             state.ledger.append(server_columns(row, t_s, t_ready, start_s, end_s))
             return end_s, None
 
-        job = Job(device=self.sim.device, kind="update", t_request_s=t_s, ready_s=t_ready, run=run, row=row)
+        job = Job(device=self.sim.device, kind="update", t_request_s=t_s, ready_s=t_ready, run=run, row=row,
+                  place_s=self.asked_s)
+        self.asked_s = None
         if self.sim.server.scheduler == "utility":
             set_flat_weights(self.sim.trainer.model, state.server_weights)  # what the edge runs, as the server knows it
             job.utility = row["utility"] = self.accuracy_after - self.server_accuracy(samples)
