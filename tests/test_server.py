@@ -320,3 +320,23 @@ def test_fifo_keeps_a_replaced_jobs_place_and_breaks_ties_in_turn():
         server.submit(_job(device, 1.0, 1.0, tied))
     server.dispatch(math.inf)
     assert [d for d, _ in tied] == [1, 2, 0]  # the tie goes to the device after the last served
+
+
+def test_one_job_per_device_in_flight_on_two_gpus():
+    log: list = []
+    server = Server(gpus=2)
+    server.submit(_job(0, 0.0, 8.0, log))
+    server.dispatch(4.0)
+    server.submit(_job(0, 4.0, 8.0, log))  # device 0 again while its first job trains
+    server.submit(_job(1, 5.0, 8.0, log))
+    server.dispatch(math.inf)
+    assert log == [(0, 0.0), (1, 5.0), (0, 8.0)]  # the free GPU takes device 1; device 0 waits for itself
+
+
+def test_jit_on_two_gpus_never_overlaps_one_devices_key_frames():
+    # key frames every 1.6 s reach the server 2 s late, while each takes 8 s to train on
+    result = simulate(_tiny(scheme="jit", gpus=2, step_base_s=1.0, max_seconds=24.0, latency_s=2.0))
+    ran = result.updates.dropna(subset=["t_start_s"]).sort_values("t_start_s")
+    assert len(ran) >= 2
+    starts, ends = ran["t_start_s"].to_numpy(), ran["t_end_s"].to_numpy()
+    assert np.all(starts[1:] >= ends[:-1] - 1e-9)

@@ -91,6 +91,9 @@ class Server:
     waiting: list[Job] = field(default_factory=list)
     busy: list[dict] = field(default_factory=list)
     before_run: Callable[[Job], None] | None = None  # a fleet swaps the device's server state in
+    # when each device's last job ends: one job per device in flight, on any number of GPUs (a
+    # device's next job starts from what its last one produces)
+    device_free_at_s: dict[int, float] = field(default_factory=dict)
     _seq: int = 0
     _last_device: int = -1
 
@@ -118,7 +121,11 @@ class Server:
         """When the next waiting job can start (inf if none waits)."""
         if not self.waiting:
             return math.inf
-        return max(min(self.free_at_s), min(j.ready_s for j in self.waiting))
+        return max(min(self.free_at_s), min(self._earliest_s(j) for j in self.waiting))
+
+    def _earliest_s(self, job: Job) -> float:
+        """When `job` may start: its inputs are there and its device's last job has ended."""
+        return max(job.ready_s, self.device_free_at_s.get(job.device, -math.inf))
 
     def dispatch(self, now_s: float) -> list[Job]:
         """Run every job that can start by `now_s`, in start order; returns them. Call it only
@@ -127,13 +134,13 @@ class Server:
         while self.waiting and (t := self.next_start_s()) <= now_s + TIME_EPS_S:
             gpu = int(np.argmin(self.free_at_s))
             start = max(t, self.free_at_s[gpu])
-            job = self._pick([j for j in self.waiting if j.ready_s <= start + TIME_EPS_S])
+            job = self._pick([j for j in self.waiting if self._earliest_s(j) <= start + TIME_EPS_S])
             self.waiting.remove(job)
             if self.before_run is not None:
                 self.before_run(job)
             job.start_s, job.gpu = start, gpu
             job.end_s, _ = job.run(start)
-            self.free_at_s[gpu] = job.end_s
+            self.free_at_s[gpu] = self.device_free_at_s[job.device] = job.end_s
             self._last_device = job.device
             self.busy.append({"gpu": gpu, "device": job.device, "kind": job.kind, "t_request_s": job.t_request_s,
                               "t_ready_s": job.ready_s, "t_start_s": start, "t_end_s": job.end_s,
