@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-DELIVERY_KEYS = ("staleness_mean_s", "server_queue_wait_mean_s", "server_busy_s", "uplink_delivered_kbps",
+DELIVERY_KEYS = ("staleness_mean_s", "model_age_mean_s", "server_queue_wait_mean_s", "server_busy_s", "uplink_delivered_kbps",
                  "downlink_delivered_kbps", "uplink_queue_max_s", "downlink_queue_max_s", "uplink_dropped_sends",
                  "downlink_superseded")
 
@@ -165,7 +165,9 @@ def _run_fleet(config, *, video, teacher, out) -> None:
     print(fleet.device_table().to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     s = fleet.summary()
     print(f"devices {s['devices']} on {s['gpus']} GPU(s), {s['scheduler']}: mIoU mean {s['miou_window']} worst "
-          f"{s['miou_window_worst']}, staleness mean {s['staleness_mean_s']} s, GPU utilisation {s['gpu_utilisation']}")
+          f"{s['miou_window_worst']}, staleness mean {s['staleness_mean_s']} s, model age mean "
+          f"{s['model_age_mean_s']} s worst device {s['model_age_worst_s']} s, devices never served "
+          f"{s['devices_unserved']}, GPU utilisation {s['gpu_utilisation']}")
     print(f"conditions: {conditions_text(config, fleet.server_times)}")
     print(f"wrote {out}")
 

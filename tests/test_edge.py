@@ -210,9 +210,10 @@ def test_a_busy_edge_queues_one_training_and_the_newer_labels_replace_it(tiny_st
     assert list(u.loc[u["superseded_by_newer"].fillna(False).astype(bool), "t_update_s"]) == [15.0, 20.0, 30.0]
     assert u.loc[3, "t_train_s"] == pytest.approx(u.loc[0, "t_live_s"])  # the edge was free again
     assert u.loc[0, "t_live_s"] - u.loc[0, "t_train_s"] == pytest.approx(18.0)
-    assert u.loc[3, "staleness_s"] == pytest.approx(u.loc[3, "t_live_s"] - 25.0)  # asked for at 25 s, running at 46 s
+    # its newest frame captured at 24 s (asked for at 25 s), its model running from 46 s
+    assert (u.loc[3, "t_captured_s"], u.loc[3, "t_live_s"], u.loc[3, "staleness_s"]) == pytest.approx((24.0, 46.0, 22.0))
     assert edge.frames["model_version"].max() == 1 and edge.summary()["edge_train_frames"] == 2 * 3 * 2
-    # staleness counts the models that ran: asked for at 10 s, running 18 s after its labels came
+    # staleness counts the models that ran
     assert list(u["staleness_s"].isna()) == [False, True, True, False, True, True]
     assert edge.summary()["staleness_mean_s"] == pytest.approx(u["staleness_s"].mean(), abs=1e-3)
 

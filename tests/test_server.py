@@ -199,7 +199,9 @@ def test_the_ledger_has_the_servers_times_and_an_update_is_sent_when_its_trainin
                                atol=1e-9)
     assert (sent["t_start_s"] >= sent["t_train_s"] - 1e-9).all()
     np.testing.assert_allclose(sent["t_arrival_s"], sent["t_end_s"])  # unlimited links: no transmission time
-    np.testing.assert_allclose(sent["staleness_s"], sent["t_arrival_s"] - sent["t_update_s"])
+    # by hand: samples at 1 fps, the newest 1 s before each update; 10 x 0.5 s of training and 6
+    # new labels x 0.1 s; a free link: 1 + 5.6 s, from that sample's capture to its model's first frame
+    np.testing.assert_allclose(sent["staleness_s"], 6.6)
     summary = result.summary()
     assert summary["staleness_mean_s"] == pytest.approx(float(sent["staleness_s"].mean()), abs=1e-3)
     arrived = sent.loc[sent["t_arrival_s"] <= summary["duration_s"], "downlink_bits"].sum()
@@ -210,6 +212,8 @@ def test_the_ledger_has_the_servers_times_and_an_update_is_sent_when_its_trainin
     first = sent.iloc[0]
     before = frames[frames["t_s"] < first["t_arrival_s"] - 1e-9]["model_version"]
     assert (before == 0).all()
+    at = frames[frames["t_s"] >= first["t_arrival_s"] - 1e-9]["model_version"]
+    assert at.iloc[0] == first["version"] == 1  # and from its arrival on, the new model
 
 
 def test_an_update_waits_for_the_last_one_still_training():
@@ -340,3 +344,42 @@ def test_jit_on_two_gpus_never_overlaps_one_devices_key_frames():
     assert len(ran) >= 2
     starts, ends = ran["t_start_s"].to_numpy(), ran["t_end_s"].to_numpy()
     assert np.all(starts[1:] >= ends[:-1] - 1e-9)
+
+
+def test_staleness_runs_from_the_newest_frames_capture_to_the_first_frame_run_with_it():
+    result = simulate(_tiny(latency_s=0.3))
+    u = result.updates[result.updates["sent"] == True]  # noqa: E712
+    fps = result.config.fps
+    np.testing.assert_allclose(u["t_first_run_s"], np.ceil(u["t_arrival_s"] * fps - 1e-6) / fps)
+    np.testing.assert_allclose(u["staleness_s"], u["t_first_run_s"] - u["t_captured_s"])
+    assert (u["t_captured_s"] <= u["t_update_s"]).all() and (u["t_captured_s"] > u["t_update_s"] - 2.0).all()
+    # capture -> uplink (0.3 s) -> labels and 10 steps -> downlink (0.3 s): more than the server's time
+    assert (u["staleness_s"] >= u["server_s"] + 0.6 - 1e-9).all()
+    # each frame runs a model as old as the frame's time minus its newest frame's capture
+    frames = result.frames
+    for _, row in u.iterrows():
+        on = frames[frames["model_version"] == row["version"]]
+        np.testing.assert_allclose(on["model_age_s"], on["t_s"] - row["t_captured_s"])
+    pretrained = frames[frames["model_version"] == 0]
+    np.testing.assert_allclose(pretrained["model_age_s"], pretrained["t_s"])  # made at the stream's start
+    # key-frame schemes count from the key frame's capture too, so their uplink is in it
+    jit = simulate(_tiny(scheme="jit", latency_s=0.3, max_seconds=12.0)).updates
+    jit = jit[jit["sent"] == True]  # noqa: E712
+    np.testing.assert_allclose(jit["t_captured_s"], jit["key_frame"] / fps)
+    assert (jit["staleness_s"] >= jit["server_s"] + 0.6 - 1e-9).all()
+
+
+def test_a_fleet_summary_counts_a_starved_device_and_keeps_zeros():
+    from amslib.analysis.fleet import _values, run_fleet
+
+    assert np.array_equal(_values([{"x": 0.0}, {"x": None}, {}], "x"), [0.0, np.nan, np.nan], equal_nan=True)
+    # 3 devices, one GPU, 12 s per update: only device 0's first model reaches its edge in 20 s
+    fleet = run_fleet(_tiny(devices=3, fleet_videos="same", max_seconds=20.0, step_base_s=1.2, teacher_frame_s=0.0))
+    s = fleet.summary()
+    table = fleet.device_table()
+    assert [int(d.frames["model_version"].max()) for d in fleet.devices] == [1, 0, 0] and s["devices_unserved"] == 2
+    assert s["staleness_worst_s"] == pytest.approx(table["staleness_mean_s"].max(), abs=1e-3)
+    starved = fleet.devices[2].frames
+    kept = starved["t_s"] >= fleet.devices[2].summary()["eval_from_s"]
+    assert s["model_age_worst_s"] == pytest.approx(starved.loc[kept, "t_s"].mean(), abs=1e-3)  # the pretrained model's age
+    assert s["model_age_worst_s"] > s["model_age_mean_s"] > table["model_age_mean_s"][0]

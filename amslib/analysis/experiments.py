@@ -56,7 +56,8 @@ from amslib.sim.engine import Students
 TABLE_FILE, REPORT_FILE = "table.csv", "report.html"
 SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", *RESULT_COLUMNS)
 # a fleet run's own columns (capacity)
-FLEET_COLUMNS = ("miou_window_worst", "staleness_mean_s", "staleness_worst_s", "server_queue_wait_mean_s",
+FLEET_COLUMNS = ("miou_window_worst", "staleness_mean_s", "staleness_worst_s", "model_age_mean_s", "model_age_worst_s",
+                 "devices_unserved", "server_queue_wait_mean_s",
                  "gpu_utilisation")
 
 

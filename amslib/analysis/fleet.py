@@ -49,16 +49,20 @@ class FleetResult:
     def device_table(self) -> pd.DataFrame:
         """One row per device: its mIoU, bandwidth, updates and staleness."""
         keys = ("miou_window", "miou_pooled", "uplink_kbps", "downlink_kbps", "num_updates",
-                "staleness_mean_s", "server_queue_wait_mean_s")
+                "staleness_mean_s", "model_age_mean_s", "server_queue_wait_mean_s")
         return pd.DataFrame([{"device": k, **{key: d.summary().get(key) for key in keys}}
                              for k, d in enumerate(self.devices)])
 
     def summary(self) -> dict:
-        """Mean and worst device mIoU (%), staleness, queue wait and GPU utilisation; the
-        per-device summaries' bandwidths averaged; `miou_window` is the devices' mean."""
+        """Mean and worst device mIoU (%), staleness, model age, queue wait and GPU utilisation;
+        the per-device summaries' bandwidths averaged; `miou_window` is the devices' mean.
+        Staleness is over the updates that were sent (a device never served has none:
+        `devices_unserved` counts the devices whose edge never ran an updated model); the
+        model's age covers every device and frame, so a starved device shows there."""
         per_device = [d.summary() for d in self.devices]
-        miou = np.array([s["miou_window"] if s["miou_window"] is not None else math.nan for s in per_device])
-        stale = np.array([s.get("staleness_mean_s") or math.nan for s in per_device], float)
+        miou = _values(per_device, "miou_window")
+        stale = _values(per_device, "staleness_mean_s")
+        age = _values(per_device, "model_age_mean_s")
         duration = max(s["duration_s"] for s in per_device)
         server = self.server
         first = per_device[0]
@@ -66,13 +70,17 @@ class FleetResult:
             **{k: first[k] for k in ("scheme", "video", "duration_s", "eval_from_s", "update_encoder", "kbps_unit")},
             "devices": len(self.devices), "gpus": self.config.server.gpus, "scheduler": self.config.server.scheduler,
             "miou_window": _round(np.nanmean(miou)), "miou_window_worst": _round(np.nanmin(miou)),
-            "miou_pooled": _round(np.nanmean([s["miou_pooled"] or math.nan for s in per_device])),
-            "miou_frame_mean": _round(np.nanmean([s["miou_frame_mean"] or math.nan for s in per_device])),
+            "miou_pooled": _round(np.nanmean(_values(per_device, "miou_pooled"))),
+            "miou_frame_mean": _round(np.nanmean(_values(per_device, "miou_frame_mean"))),
             "uplink_kbps": float(np.mean([s["uplink_kbps"] for s in per_device])),
             "downlink_kbps": float(np.mean([s["downlink_kbps"] for s in per_device])),
             "num_updates": int(sum(s["num_updates"] for s in per_device)),
             "staleness_mean_s": _round(np.nanmean(stale)) if np.isfinite(stale).any() else None,
             "staleness_worst_s": _round(np.nanmax(stale)) if np.isfinite(stale).any() else None,
+            # devices whose edge never ran anything but the pretrained model
+            "devices_unserved": int(sum(int(d.frames["model_version"].max()) == 0 for d in self.devices)),
+            "model_age_mean_s": _round(np.nanmean(age)) if np.isfinite(age).any() else None,
+            "model_age_worst_s": _round(np.nanmax(age)) if np.isfinite(age).any() else None,
             "server_queue_wait_mean_s": _round(server["queue_wait_s"].mean()) if len(server) else 0.0,
             "gpu_utilisation": _round(utilisation(server.to_dict("records"), gpus=self.config.server.gpus,
                                                   duration_s=duration)),
@@ -81,6 +89,11 @@ class FleetResult:
             "per_device_miou_window": [_round(v) for v in miou],
             "conditions": first["conditions"],
         }
+
+
+def _values(summaries: list[dict], key: str) -> np.ndarray:
+    """Each summary's `key` (None: NaN; a real 0.0 stays 0.0)."""
+    return np.array([math.nan if s.get(key) is None else s[key] for s in summaries], float)
 
 
 def _round(value: float) -> float | None:

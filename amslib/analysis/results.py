@@ -87,6 +87,7 @@ class RunResult:
             # ledger_all_encoders=false)
             "downlink_kbps_by_encoder": {name: self._encoder_kbps(name, kbps) for name in UPDATE_ENCODERS},
             "kbps_unit": "1 Kbps = 1000 bit/s",
+            **self.model_age(keep),
             **self.continual(window, keep, duration_s),
             **self.delivery(duration_s),
             "conditions": conditions(self.config, self.server_times),
@@ -122,10 +123,21 @@ class RunResult:
             out["edge_compute_s_per_s"] = seconds / duration_s if duration_s else 0.0
         return out
 
+    def model_age(self, keep: np.ndarray) -> dict:
+        """The age of the model the edge runs, averaged over its frames after the warm-up: the
+        frame's time minus the capture time of the newest frame behind that model (the
+        pretrained model counts as made at 0 s, so a device never served ages with the
+        stream). None for runs saved before it was recorded."""
+        if "model_age_s" not in self.frames or not keep.any():
+            return {"model_age_mean_s": None, "model_age_max_s": None}
+        age = self.frames["model_age_s"].to_numpy(float)[keep]
+        return {"model_age_mean_s": round(float(np.mean(age)), 3), "model_age_max_s": round(float(np.max(age)), 3)}
+
     def delivery(self, duration_s: float) -> dict:
         """What the links carried (bits that arrived by the run's end, next to what was offered),
         how long sends queued, what was dropped or superseded, and the server's staleness
-        (an update asked for -> arrived at the edge) and queue wait. The same keys for every
+        (the capture of the newest frame an update was computed from -> the first frame the
+        edge runs with it) and queue wait. The same keys for every
         run (None where a run has no such thing, or was saved before links were logged)."""
         u = self.updates
 

@@ -302,6 +302,7 @@ class Simulation:
                     bits += self.send_up(state, [sample], t_s, rate_fps=scheme.sample_rate_fps(state))
                     scheme.on_sent(state, sample)
             rows.append({"frame": index, "t_s": t_s, "model_version": state.version, "uplink_bits": bits,
+                         "model_age_s": t_s - state.model_data_s,
                          **{k: float(v[offset]) for k, v in temporal.items()}})
         # edge compute booked on the batch's first frame (a scheme's own training on the edge)
         rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames)
@@ -367,7 +368,7 @@ class Simulation:
 
     # -- the server's downlink -----------------------------------------------------------
     def send_model(self, state: RunState, t_s: float, values: np.ndarray, mask: np.ndarray | None,
-                   base: np.ndarray) -> dict:
+                   base: np.ndarray, *, captured_s: float) -> dict:
         """Encode new weights with every encoder (for the ledger), send the configured one
         down, and queue the decoded weights for the edge. Returns the ledger columns."""
         chosen = self.config.link.update_encoder
@@ -385,7 +386,7 @@ class Simulation:
         state.server_weights = weights  # the server continues from what the edge has
         state.updates += 1
         arrival = state.downlink.send(t_s, sent.bits, tag=state.updates)
-        state.pending.append(Pending(arrival, state.updates, weights=weights))
+        state.pending.append(Pending(arrival, state.updates, weights=weights, captured_s=captured_s))
         return {"sent": True, "version": state.updates, "t_arrival_s": arrival, "encoder": chosen,
                 "num_params": sent.num_params,
                 "supersedes": ",".join(map(str, superseded)),

@@ -64,6 +64,7 @@ class Pending:
     weights: np.ndarray | None = None
     label: np.ndarray | None = None
     frame: np.ndarray | None = None  # the frame the label belongs to (for tracking)
+    captured_s: float = math.nan  # capture time of the newest frame behind it (the model's age counts from it)
 
 
 @dataclass
@@ -91,4 +92,7 @@ class RunState:
     ledger: list[dict] = field(default_factory=list)  # update rows not yet yielded (the server writes them when it runs)
     dropped_samples: int = 0  # refused by a full uplink queue (LinkConfig.uplink_queue_s)
     superseded: int = 0  # updates withdrawn from the downlink queue by a newer one
+    # capture time of the newest frame behind the model the edge runs (0: the pretrained model
+    # counts as made at the stream's start, so a device never served ages with the stream)
+    model_data_s: float = 0.0
     sent_rows: dict = field(default_factory=dict)  # version -> its ledger row, once yielded (a withdrawal rewrites it)

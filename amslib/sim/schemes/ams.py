@@ -163,16 +163,19 @@ class AmsScheme(Scheme):
         """Hand the update to the server: when a GPU takes it, it labels the samples not yet
         labelled, trains on all of them under `policy`, and sends the result when done."""
 
+        newest_s = max(s.t_s for s in samples)  # the newest frame the update is computed from
+
         def run(start_s: float) -> tuple[float, None]:
             unlabelled = [s for s in samples if not s.labelled]
             for s in unlabelled:
                 s.labelled = True
             times = self.sim.times
             end_s = start_s + times.teacher_s(len(unlabelled)) + times.train_s(policy.iterations, policy.batch_size)
-            row.update(self._train_and_send(state, end_s, samples, policy))
+            row.update(self._train_and_send(state, end_s, samples, policy, captured_s=newest_s))
             if self.sim.server.scheduler == "utility":  # what the new model reaches on its newest samples
                 self.accuracy_after = self.server_accuracy(samples)
-            state.ledger.append(server_columns(row, t_s, t_ready, start_s, end_s))
+            state.ledger.append(server_columns(row, t_s, t_ready, start_s, end_s, captured_s=newest_s,
+                                               fps=self.sim.video.fps))
             return end_s, None
 
         job = Job(device=self.sim.device, kind="update", t_request_s=t_s, ready_s=t_ready, run=run, row=row,
@@ -192,7 +195,8 @@ class AmsScheme(Scheme):
         value = miou_pooled(counts)
         return 1.0 if math.isnan(value) else float(value)
 
-    def _train_and_send(self, state: RunState, t_s: float, samples: list[Sample], policy: AdaptConfig) -> dict:
+    def _train_and_send(self, state: RunState, t_s: float, samples: list[Sample], policy: AdaptConfig, *,
+                        captured_s: float) -> dict:
         """Train on `samples` under `policy` and send the result at `t_s` (the ledger only records)."""
         base = self.sim.pretrained if policy.reset_to_pretrained else state.server_weights
         tic = time.perf_counter()
@@ -200,7 +204,7 @@ class AmsScheme(Scheme):
             result = self.sim.trainer.update(np.stack([s.frame for s in samples]), np.stack([s.label for s in samples]),
                                              base=base, policy=policy, rng=state.rng)
         train_wall_s = time.perf_counter() - tic
-        ledger = self.sim.send_model(state, t_s, result.values, result.mask, base)
+        ledger = self.sim.send_model(state, t_s, result.values, result.mask, base, captured_s=captured_s)
         return {**ledger, "loss_first": result.losses[0], "loss_last": result.losses[-1],
                 "train_wall_s": train_wall_s}
 

@@ -9,16 +9,27 @@ import math
 
 import numpy as np
 
-from amslib.core.clock import NEVER
+from amslib.core.clock import NEVER, frame_at
 from amslib.models.student import set_flat_weights
 from amslib.sim.state import Pending, RunState, Sample
 
 
-def server_columns(row: dict, t_s: float, t_ready: float, start_s: float, end_s: float) -> dict:
+def server_columns(row: dict, t_s: float, t_ready: float, start_s: float, end_s: float, *,
+                   captured_s: float, fps: float) -> dict:
     """`row` with the server's times: when its inputs were there, when it started and ended,
-    how long it queued, and its staleness (asked for -> arrived at the edge)."""
+    how long it queued, and its staleness (`staleness_s`)."""
     row.update(t_train_s=t_ready, t_start_s=start_s, t_end_s=end_s, queue_wait_s=start_s - t_ready,
-               server_s=end_s - start_s, staleness_s=row["t_arrival_s"] - t_s)
+               server_s=end_s - start_s)
+    return staleness_columns(row, captured_s=captured_s, t_live_s=row["t_arrival_s"], fps=fps)
+
+
+def staleness_columns(row: dict, *, captured_s: float, t_live_s: float, fps: float) -> dict:
+    """One staleness for every scheme: from the capture of the newest frame an update (or a
+    label) was computed from (`t_captured_s`) to the first frame the edge runs with it
+    (`t_first_run_s`: the first frame at or after it arrives, or its training on the edge
+    ends). NaN when it never reaches the edge."""
+    first = frame_at(t_live_s, fps) / fps if math.isfinite(t_live_s) else math.nan
+    row.update(t_captured_s=captured_s, t_first_run_s=first, staleness_s=first - captured_s)
     return row
 
 
@@ -60,6 +71,7 @@ class Scheme:
         """Something sent down has arrived: by default new weights for the edge's student."""
         set_flat_weights(self.sim.edge_predictor.model, pending.weights)
         state.edge_weights = pending.weights
+        state.model_data_s = max(state.model_data_s, pending.captured_s)
 
     def finish(self, state: RunState) -> None:
         """Called once after the last frame, before the run's last rows are collected."""

@@ -26,7 +26,7 @@ from amslib.models.pretrain import recalibrate_batchnorm
 from amslib.models.student import set_flat_weights
 from amslib.sim.codec import label_png_bytes
 from amslib.sim.schemes.ams import AmsScheme
-from amslib.sim.schemes.base import Scheme, server_columns
+from amslib.sim.schemes.base import Scheme, server_columns, staleness_columns
 from amslib.sim.server import Job
 from amslib.sim.state import Pending, RunState, Sample
 
@@ -183,6 +183,7 @@ class EdgeTrainScheme(AmsScheme):
             return row
         for sample in new:
             sample.seen = True
+        captured_s = max(s.t_s for s in new)  # the newest frame behind the training these labels start
 
         def run(start_s: float) -> tuple[float, None]:
             """The server's teacher labels the new samples from `start_s`, then sends each label."""
@@ -198,7 +199,8 @@ class EdgeTrainScheme(AmsScheme):
                 # a label never changes the model the edge runs: it carries the running version
                 state.pending.append(Pending(last_arrival, state.version, label=sample.label, frame=sample.edge_frame))
             row.update(downlink_bits=bits, t_arrival_s=last_arrival)
-            server_columns(row, t_s, t_sent, start_s, end_s)  # the server's part (t_train_s: the edge's, later)
+            # the server's part (t_train_s and the staleness: the edge's, when it has trained)
+            server_columns(row, t_s, t_sent, start_s, end_s, captured_s=captured_s, fps=self.sim.video.fps)
             self.waiting.append([len(new), row, policy])
             return end_s, None
 
@@ -228,10 +230,12 @@ class EdgeTrainScheme(AmsScheme):
             set_flat_weights(self.sim.edge_predictor.model, result.values)
             state.edge_weights = result.values
             state.version = self.trained
+            state.model_data_s = max(state.model_data_s, row["t_captured_s"])
         else:
             t_live = self.busy_until_s = t_s + self.sim.config.edge.training_s(policy.iterations, batch)
-            state.pending.append(Pending(t_live, self.trained, weights=result.values))
-        # staleness: the update asked for -> its model running at the edge (not its labels' arrival)
-        row.update(t_train_s=t_s, t_live_s=t_live, staleness_s=t_live - row["t_update_s"], num_samples=len(self.held),
+            state.pending.append(Pending(t_live, self.trained, weights=result.values, captured_s=row["t_captured_s"]))
+        # staleness: its newest frame's capture -> its model running at the edge (not its labels' arrival)
+        staleness_columns(row, captured_s=row["t_captured_s"], t_live_s=t_live, fps=self.sim.video.fps)
+        row.update(t_train_s=t_s, t_live_s=t_live, num_samples=len(self.held),
                    loss_first=result.losses[0], loss_last=result.losses[-1], edge_train_frames=trained_frames)
         state.ledger.append(row)

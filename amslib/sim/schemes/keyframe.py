@@ -160,10 +160,12 @@ class JitScheme(KeyFrameScheme):
         if not losses:
             row.update(sent=False, t_arrival_s=math.nan)
         else:
-            row.update(self.sim.send_model(state, end_s, flat_weights(trainer.model), None, state.server_weights))
+            row.update(self.sim.send_model(state, end_s, flat_weights(trainer.model), None, state.server_weights,
+                                           captured_s=key.t_s))
             set_flat_weights(trainer.model, state.server_weights)  # continue from what the edge will hold
             row.update(loss_first=losses[0], loss_last=losses[-1])
-        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s))
+        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s, captured_s=key.t_s,
+                                           fps=self.sim.video.fps))
         return end_s
 
 
@@ -192,6 +194,7 @@ class RemoteTrackingScheme(KeyFrameScheme):
 
     def on_arrival(self, state: RunState, pending: Pending) -> None:
         self.label, self.frame = pending.label, pending.frame
+        state.model_data_s = max(state.model_data_s, pending.captured_s)  # the label tracked from now on
 
     def update(self, state: RunState, t_s: float) -> None:
         changes = self.sim.take_policy_changes()
@@ -205,10 +208,11 @@ class RemoteTrackingScheme(KeyFrameScheme):
         arrival = state.downlink.send(end_s, 8 * label_bytes)
         state.updates += 1
         # the edge tracks from the frame it kept, not from the server's decoded copy
-        state.pending.append(Pending(arrival, state.updates, label=key.label, frame=key.edge_frame))
+        state.pending.append(Pending(arrival, state.updates, label=key.label, frame=key.edge_frame, captured_s=key.t_s))
         row = self.key_row(state, t_s, key, changes)
         row.update(sent=True, t_arrival_s=arrival, stride=self.stride, sample_rate_fps=self.sample_rate_fps(state),
                    fraction=math.nan,  # no model parameters are sent
                    encoder="label_png", compressed_bytes=label_bytes, downlink_bits=8 * label_bytes)
-        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s))
+        state.ledger.append(server_columns(row, t_s, key.arrival_s, start_s, end_s, captured_s=key.t_s,
+                                           fps=self.sim.video.fps))
         return end_s
