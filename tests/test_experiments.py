@@ -28,7 +28,7 @@ from amslib.analysis.experiments import (
 )
 from amslib.analysis.plots import pareto_front
 from amslib.cli import main
-from amslib.core.config import AdaptConfig, BaselineConfig, ConfigError, EvalConfig, RunConfig, with_overrides
+from amslib.core.config import AdaptConfig, BaselineConfig, ConfigError, EvalConfig, RunConfig, preset, with_overrides
 
 TINY_SET = ["height=32", "fps=1", "duration_s=20", "width_multiplier=0.35", "head_channels=16", "edge_batch=8",
             "iterations=2", "first_update_s=5", "update_interval_s=5", "horizon_s=20", "batch_size=2",
@@ -121,6 +121,20 @@ def test_local_parallel_sweep_matches_in_process(base):
     assert list(parallel) == ["none", "ams"]
     pd.testing.assert_frame_equal(parallel["none"].frames, here["none"].frames)
     assert parallel["ams"].summary()["num_updates"] == here["ams"].summary()["num_updates"] == 1  # at 5 s
+
+
+def test_a_trained_run_gives_the_same_numbers_in_a_worker_process_and_in_process():
+    # the laptop student at 64x128, one AMS update at 8 s: large enough that TensorFlow splits
+    # its reductions by its thread count (a worker on 1 thread of 2 cores once moved these)
+    config = with_overrides(preset("laptop"), {"height": 64, "max_seconds": 12.0, "first_update_s": 8.0,
+                                               "ledger_all_encoders": False, "scheme": "ams"})
+    jobs = [Job("ams", config), Job("ams_again", config)]
+    here = run_sweep(jobs[:1], workers=1)["ams"]
+    parallel = run_sweep(jobs, workers=2)
+    for name in ("ams", "ams_again"):
+        pd.testing.assert_frame_equal(parallel[name].frames, here.frames)
+        pd.testing.assert_frame_equal(parallel[name].updates.drop(columns="train_wall_s"),
+                                      here.updates.drop(columns="train_wall_s"))
 
 
 def test_sweep_on_a_local_dask_cluster(base):
