@@ -79,7 +79,8 @@ def test_forgetting_known_answer(live_perfect, final, expected):
     result = _hand_result(live_perfect)
     np.testing.assert_allclose(result.scene_changes(), [10.0])
     predict = _truth_from_pixels if final == "truth" else (lambda frames: np.full(frames.shape[:3], 255, np.uint8))
-    sim = SimpleNamespace(video=TinyVideo(seconds=20.0), teacher=TinyOracle(), edge_predictor=predict)
+    scheme = SimpleNamespace(has_model=True, final_predict=predict)
+    sim = SimpleNamespace(video=TinyVideo(seconds=20.0), teacher=TinyOracle(), scheme=scheme)
     table = measure_forgetting(sim, result, per_segment=5)
     assert table["segment"].tolist() == [0] and table["end_s"].iloc[0] == 10.0
     assert table["forgetting"].iloc[0] == pytest.approx(expected)
@@ -120,7 +121,8 @@ def test_edge_schemes_cost_no_bandwidth_and_account_their_compute(tiny_student, 
         if scheme in ("bn_adapt", "tent"):
             assert s["uplink_kbps"] == s["downlink_kbps"] == 0.0
         if scheme == "tent":
-            assert s["edge_train_frames"] == 80 and s["edge_compute_s_per_s"] == pytest.approx(0.040 * 3 * 80 / 40)
+            # a step per frame; its forward pass is the frame's prediction: (3 - 1) passes extra
+            assert s["edge_train_frames"] == 80 and s["edge_compute_s_per_s"] == pytest.approx(0.040 * 2 * 80 / 40)
         if scheme == "bn_adapt":
             assert s["edge_train_frames"] == 0 and s["edge_compute_s_per_s"] > 0
         assert {"flip_pct", "teacher_flip_pct", "recovery_s", "forgetting_pct"} <= set(s)
@@ -225,3 +227,26 @@ def test_edge_train_labelling_is_server_work_on_the_clock(tiny_student, students
     u = simulate(config, video=TinyVideo(), teacher=TinyOracle(), students=students).updates
     assert list(u["server_s"]) == pytest.approx([1.0, 0.5]) and list(u["t_start_s"]) == pytest.approx([10.0, 15.0])
     assert (u["t_arrival_s"] >= u["t_end_s"]).all() and (u["t_train_s"] >= u["t_arrival_s"]).all()
+
+
+def test_tent_uses_only_the_past_whatever_the_edge_batch(tiny_student, students):
+    # one step per frame, normalised by that frame alone: batching the edge's frames (a speed
+    # setting) changes nothing (a step per batch of 32 let frame j see frames after it)
+    video, teacher = TinyVideo(), TinyOracle()
+    config = tiny_config(tiny_student, scheme="tent", max_seconds=12.0)
+    one = simulate(config, video=video, teacher=teacher, students=students)
+    four = simulate(replace(config, edge_batch=4), video=video, teacher=teacher)
+    np.testing.assert_array_equal(one.window_miou(), four.window_miou())
+    np.testing.assert_array_equal(one.frames["pred_flip"], four.frames["pred_flip"])
+
+
+def test_forgetting_is_measured_with_the_predictor_scored_live(tiny_student, students):
+    from amslib.sim.schemes.keyframe import RemoteTrackingScheme
+    from amslib.sim.schemes.edge import TentScheme
+
+    assert RemoteTrackingScheme.has_model is False and TentScheme.has_model is True
+    video, teacher = TinyVideo(), TinyOracle()
+    tracked = simulate(tiny_config(tiny_student, scheme="remote_tracking"), video=video, teacher=teacher,
+                       students=students)
+    assert tracked.segments is not None and tracked.segments.empty  # tracked labels: no model to forget with
+    assert tracked.summary()["forgetting_pct"] is None

@@ -383,3 +383,22 @@ def test_a_fleet_summary_counts_a_starved_device_and_keeps_zeros():
     kept = starved["t_s"] >= fleet.devices[2].summary()["eval_from_s"]
     assert s["model_age_worst_s"] == pytest.approx(starved.loc[kept, "t_s"].mean(), abs=1e-3)  # the pretrained model's age
     assert s["model_age_worst_s"] > s["model_age_mean_s"] > table["model_age_mean_s"][0]
+
+
+def test_an_update_is_charged_for_the_frames_its_steps_train_on():
+    # 6 samples at the first update (1 a second from 0 s), batch 10: each of the 10 steps trains
+    # on 6 frames at 0.1 s a frame, and the 6 new labels cost 0.1 s each
+    result = simulate(_tiny(step_base_s=0.0, step_frame_s=0.1, max_seconds=12.0))
+    first = result.updates.iloc[0]
+    assert first["num_samples"] == 6
+    assert first["server_s"] == pytest.approx(10 * 6 * 0.1 + 6 * 0.1)
+
+
+def test_the_server_work_left_free_is_named_in_the_conditions():
+    from amslib.analysis.results import conditions
+
+    jit = conditions(_tiny(scheme="jit"))
+    assert "accuracy check" in jit["server_free_work"] and "is free" in jit["server_free_work"]
+    assert "measurement" in conditions(_tiny(devices=2, scheduler="utility"))["server_free_work"]
+    assert "fifo order" in conditions(_tiny(scheme="jit", devices=2, scheduler="utility"))["server_free_work"]
+    assert "server_free_work" not in conditions(_tiny()) and "server_free_work" not in conditions(_tiny(server_time="off"))

@@ -113,7 +113,7 @@ def reference_run(config: RunConfig, students) -> dict:
     fast, fast_detail = sim_speed(batched, students)
     slow, slow_detail = sim_speed(reference)
     # edge compute is booked on each batch's first frame (NaN on the others): not a result
-    booked = ["edge_train_frames", "edge_forward_frames"]
+    booked = ["edge_train_frames", "edge_forward_frames", "edge_shared_frames"]
     a, b = (detail["result"].frames.drop(columns=booked, errors="ignore") for detail in (fast_detail, slow_detail))
     return {"speedup": fast / slow, "batched_sim_s_per_wall_s": fast, "reference_sim_s_per_wall_s": slow,
             "frames": len(a), "tables_equal": bool(a.equals(b)),

@@ -118,6 +118,10 @@ class RunResult:
             edge = self.config.edge
             train = float(f["edge_train_frames"].fillna(0).sum())
             forward = float(f["edge_forward_frames"].fillna(0).sum())
+            # a training step whose forward pass is the frame's prediction (Tent) costs that
+            # pass once: the inference the edge makes anyway is not edge compute
+            if "edge_shared_frames" in f:
+                forward -= float(f["edge_shared_frames"].fillna(0).sum())
             seconds = edge.inference_s * (edge.train_factor * train + forward)
             out["edge_train_frames"] = int(train)
             out["edge_compute_s_per_s"] = seconds / duration_s if duration_s else 0.0
@@ -216,6 +220,18 @@ def conditions(config: RunConfig, server_times: dict | None = None) -> dict:
                      + (f" at {link.h264_kbps:g} Kbps per sampled frame/s" if link.uplink_codec == "h264" else ""),
            "downlink": f"{_bandwidth(link.downlink_kbps, link.downlink_trace)}, {link.update_encoder} encoder",
            "latency_s": link.latency_s}
+    if server.server_time != "off":
+        free = []
+        if config.scheme == "jit":
+            free.append("Just-In-Time's accuracy check of its server copy on each key frame before and after "
+                        "each step (a forward pass) is free")
+        if server.scheduler == "utility" and server.devices > 1:
+            free.append("the utility scheduler's measurement (the server copy's forward pass on each device's "
+                        "2 newest samples, with their teacher labels) is free" if config.scheme in ("ams", "one_time")
+                        else f"the utility scheduler has no measure for {config.scheme} (every job's utility is 0): "
+                             "it serves in fifo order")
+        if free:
+            out["server_free_work"] = "; ".join(free)
     if config.scheme in ("ams", "one_time", "edge_train"):
         out["optimizer_state"] = a.optimizer_state
         if config.scheme != "edge_train":  # the edge trains on from the model it runs

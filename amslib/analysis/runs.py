@@ -105,10 +105,15 @@ def cached_run(sim: Simulation, *, cache_dir: str | Path, on_event: Callable | N
 def measure_forgetting(sim: Simulation, result: RunResult, *, per_segment: int = 8) -> pd.DataFrame:
     """After a run: the final edge model's mIoU (pooled, %) on up to `per_segment` frames of
     each scene before the last (scenes split at `result.scene_changes()`), next to what those
-    frames scored live; `forgetting` = final - live (negative: forgotten)."""
+    frames scored live; `forgetting` = final - live (negative: forgotten). The final model
+    predicts as the scheme predicted live (`Scheme.final_predict`: Tent with each frame's own
+    BatchNorm statistics); remote tracking, whose live output is a tracked label and not a
+    model's, has no forgetting (an empty table)."""
     t = result.frames["t_s"].to_numpy()
     edges = [0.0, *result.scene_changes(), t[-1] + 1.0 / result.config.fps if len(t) else 0.0]
     counts, rows = result.counts(), []
+    if not sim.scheme.has_model:
+        edges = []  # no model to measure (remote tracking shows tracked labels): not measured
     for k, (a, b) in enumerate(zip(edges[:-2], edges[1:-1])):  # every scene but the last
         inside = np.flatnonzero((t >= a) & (t < b))
         if not len(inside):
@@ -116,7 +121,7 @@ def measure_forgetting(sim: Simulation, result: RunResult, *, per_segment: int =
         picks = inside[np.unique(np.linspace(0, len(inside) - 1, min(per_segment, len(inside))).round().astype(int))]
         indices = result.frames["frame"].to_numpy()[picks]
         frames, labels = read_labelled(sim.video, sim.teacher, indices)
-        final = frame_counts(labels, sim.edge_predictor(frames), class_ids=sim.video.class_ids)
+        final = frame_counts(labels, sim.scheme.final_predict(frames), class_ids=sim.video.class_ids)
         live_pct, final_pct = 100 * miou_pooled(counts[picks]), 100 * miou_pooled(final)
         rows.append({"segment": k, "start_s": a, "end_s": b, "live_miou": live_pct, "final_miou": final_pct,
                      "forgetting": final_pct - live_pct})

@@ -305,8 +305,9 @@ class Simulation:
                          "model_age_s": t_s - state.model_data_s,
                          **{k: float(v[offset]) for k, v in temporal.items()}})
         # edge compute booked on the batch's first frame (a scheme's own training on the edge)
-        rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames)
-        state.edge_train_frames = state.edge_forward_frames = 0
+        rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames,
+                       edge_shared_frames=state.edge_shared_frames)
+        state.edge_train_frames = state.edge_forward_frames = state.edge_shared_frames = 0
         return FramesEvent(start=start, rows=rows, counts=counts, predictions=pred, frames=frames, labels=truth)
 
     def _temporal(self, state: RunState, truth: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:

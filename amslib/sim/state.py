@@ -89,6 +89,7 @@ class RunState:
     last_truths: list = field(default_factory=list)  # the teacher's labels of the last second's frames
     edge_train_frames: int = 0  # frames through a training step on the edge, not booked yet
     edge_forward_frames: int = 0  # extra forward passes on the edge (beyond inference), not booked yet
+    edge_shared_frames: int = 0  # training steps whose forward pass is also the frame's inference, not booked yet
     ledger: list[dict] = field(default_factory=list)  # update rows not yet yielded (the server writes them when it runs)
     dropped_samples: int = 0  # refused by a full uplink queue (LinkConfig.uplink_queue_s)
     superseded: int = 0  # updates withdrawn from the downlink queue by a newer one

@@ -170,7 +170,9 @@ class AmsScheme(Scheme):
             for s in unlabelled:
                 s.labelled = True
             times = self.sim.times
-            end_s = start_s + times.teacher_s(len(unlabelled)) + times.train_s(policy.iterations, policy.batch_size)
+            # a step trains on min(batch_size, samples) frames: the batch the trainer draws
+            batch = min(policy.batch_size, len(samples))
+            end_s = start_s + times.teacher_s(len(unlabelled)) + times.train_s(policy.iterations, batch)
             row.update(self._train_and_send(state, end_s, samples, policy, captured_s=newest_s))
             if self.sim.server.scheduler == "utility":  # what the new model reaches on its newest samples
                 self.accuracy_after = self.server_accuracy(samples)

@@ -39,6 +39,7 @@ class Scheme:
     The base class is the `none` scheme: the pretrained student, never updated."""
 
     segments = False  # an H.264 uplink batches samples into one stream per update
+    has_model = True  # what the edge shows is its model's prediction (remote tracking: a tracked label)
 
     def __init__(self, sim) -> None:  # sim: amslib.sim.engine.Simulation
         self.sim = sim
@@ -72,6 +73,11 @@ class Scheme:
         set_flat_weights(self.sim.edge_predictor.model, pending.weights)
         state.edge_weights = pending.weights
         state.model_data_s = max(state.model_data_s, pending.captured_s)
+
+    def final_predict(self, frames: np.ndarray) -> np.ndarray | None:
+        """What the edge would show for frames (N, H, W, 3) after the run, predicted as it
+        predicts live (the forgetting measure's predictor)."""
+        return self.sim.edge_predictor(frames)
 
     def finish(self, state: RunState) -> None:
         """Called once after the last frame, before the run's last rows are collected."""

@@ -5,13 +5,19 @@
   weights stay as pretrained). A shift of colour and light moves the statistics first.
 - `edge_train` (see `EdgeTrainScheme`): labels from the server, training on the edge.
 - `tent` (Wang et al., ICLR 2021, "Tent: Fully Test-Time Adaptation by Entropy Minimization"):
-  on every batch of frames it shows, the edge takes one Adam step that lowers the mean entropy
-  of its own per-pixel predictions, changing only BatchNorm's scale and shift, with BatchNorm
-  normalising by the batch's own statistics; its prediction of the batch is the one from that
-  forward pass (Tent's online setting).
+  on every frame it shows, the edge takes one Adam step that lowers the mean entropy of its own
+  per-pixel predictions, changing only BatchNorm's scale and shift, with BatchNorm normalising
+  by that frame's own statistics (over its pixels); its prediction of the frame is the one from
+  that forward pass (Tent's online setting). One frame at a time, so a frame is normalised with
+  the past only: Tent's paper adapts on whole test batches, which on a live stream means
+  waiting for the batch's later frames (an earlier version stepped once per `edge_batch` of 32
+  frames, so frame j used the statistics of frames after it, and `edge_batch` changed Tent's
+  numbers).
 
 Both account their compute on the edge (frames through a training step, extra forward
-passes): the summary's `edge_compute_s_per_s` under the `edge` profile (`EdgeConfig`).
+passes): the summary's `edge_compute_s_per_s` under the `edge` profile (`EdgeConfig`). Tent's
+step is its prediction too: its forward pass is the inference the edge makes anyway, so each
+frame costs (train_factor - 1) forward passes more than showing it.
 """
 from __future__ import annotations
 
@@ -110,9 +116,16 @@ class TentScheme(Scheme):
         self.step = students.tent
 
     def predict(self, state: RunState, start: int, frames: np.ndarray) -> np.ndarray:
-        pred, _ = self.step(frames)
+        pred = np.stack([self.step(frames[k:k + 1])[0][0] for k in range(len(frames))])  # causal: frame by frame
         state.edge_train_frames += len(frames)
+        state.edge_shared_frames += len(frames)  # each step's forward pass is the frame's prediction
         return pred
+
+    def final_predict(self, frames: np.ndarray) -> np.ndarray:
+        """As scored live: each frame normalised by its own statistics (no step taken)."""
+        model = self.sim.edge_predictor.model
+        return np.stack([tf.argmax(model(tf.cast(f[None], tf.float32), training=True), axis=-1).numpy()[0]
+                         for f in frames]).astype(np.uint8)
 
 
 class EdgeTrainScheme(AmsScheme):

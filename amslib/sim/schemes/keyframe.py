@@ -172,6 +172,8 @@ class JitScheme(KeyFrameScheme):
 class RemoteTrackingScheme(KeyFrameScheme):
     """Remote inference + optical-flow tracking: see the module docstring."""
 
+    has_model = False  # it shows tracked labels: no forgetting to measure
+
     def initial_stride(self) -> int:
         return self.sim.config.baseline.tracking_stride
 
