@@ -51,3 +51,11 @@ def test_peak_memory_runs_a_child_process():
     # 6 s of the synthetic street at 32x64 in a fresh interpreter: its peak resident memory
     peak = bench.peak_rss_child(0.1, fps=2.0, height=32)
     assert 100 < peak < 4096
+
+
+def test_a_fleets_cost_is_measured_against_n_times_one_device():
+    cost = bench.fleet_cost(devices=(1, 2), seconds=12.0, height=32)
+    assert set(cost["wall_s"]) == set(cost["peak_rss_mib"]) == {"1", "2"}
+    assert cost["wall_vs_n_times_one"]["1"] == 1.0 and cost["wall_vs_n_times_one"]["2"] > 0
+    assert all(100 < mib < 4096 for mib in cost["peak_rss_mib"].values())
+    assert "AMS fleets of 1, 2 devices" in cost["setup"]

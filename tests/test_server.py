@@ -402,3 +402,17 @@ def test_the_server_work_left_free_is_named_in_the_conditions():
     assert "measurement" in conditions(_tiny(devices=2, scheduler="utility"))["server_free_work"]
     assert "fifo order" in conditions(_tiny(scheme="jit", devices=2, scheduler="utility"))["server_free_work"]
     assert "server_free_work" not in conditions(_tiny()) and "server_free_work" not in conditions(_tiny(server_time="off"))
+
+
+def test_work_that_can_start_is_taken_before_a_newer_update_in_the_same_frame_withdraws_it():
+    # 2 devices on 1 GPU: device 0's training ends at 9.25 s, between frames (5 fps); device 1's
+    # job, waiting since 5 s, starts then, and its update due at 9.4 s waits for it; before, the
+    # update at 9.4 s withdrew it and the GPU stood idle until its replacement
+    from amslib.analysis.fleet import run_fleet
+
+    fleet = run_fleet(_tiny(devices=2, fleet_videos="same", max_seconds=14.0, first_update_s=5.0,
+                            update_interval_s=4.4, step_base_s=0.425, teacher_frame_s=0.0))
+    jobs = fleet.server.sort_values("t_start_s")
+    assert list(jobs["device"][:2]) == [0, 1]
+    assert (jobs["t_request_s"].iloc[1], jobs["t_start_s"].iloc[1]) == pytest.approx((5.0, 9.25))
+    assert (jobs["t_start_s"] >= jobs["t_request_s"] - 1e-9).all()

@@ -197,6 +197,35 @@ def peak_rss_child(minutes: float, *, fps: float, height: int) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
 
 
+def fleet_child(devices: int, *, seconds: float, height: int) -> dict:
+    """Wall seconds and peak RSS (MiB) of a child process running an AMS fleet of `devices` on
+    one GPU (laptop preset, the same street for each, a fixed server cost of 0.2 s a step), the
+    students loaded and traced before the clock starts."""
+    code = ("import time; from amslib.core.config import preset, with_overrides; "
+            "from amslib.analysis.fleet import run_fleet; from amslib.data.video import open_video_for; "
+            "from amslib.sim.engine import Students; "
+            f"c = with_overrides(preset('laptop'), dict(scheme='ams', devices={devices}, fleet_videos='same', "
+            f"height={height}, max_seconds={seconds}, first_update_s=10.0, server_time='fixed', step_base_s=0.2)); "
+            "v = open_video_for(c); s = Students.load(c, v); tic = time.perf_counter(); "
+            "run_fleet(c, students=s, video=v); wall = time.perf_counter() - tic; "
+            "print(wall, [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall, kib = out.stdout.strip().splitlines()[-1].split()
+    return {"wall_s": float(wall), "peak_rss_mib": int(kib) / 1024}
+
+
+def fleet_cost(*, devices=(1, 2, 4), seconds: float = 60.0, height: int = 128) -> dict:
+    """A fleet's cost against N separate devices: each fleet's wall time over N times one
+    device's (the goal: at most 1.1) and its peak memory (the goal: flat in N)."""
+    runs = {n: fleet_child(n, seconds=seconds, height=height) for n in devices}
+    one = runs[devices[0]]["wall_s"] / devices[0]
+    return {"wall_s": {str(n): r["wall_s"] for n, r in runs.items()},
+            "peak_rss_mib": {str(n): r["peak_rss_mib"] for n, r in runs.items()},
+            "wall_vs_n_times_one": {str(n): r["wall_s"] / (n * one) for n, r in runs.items()},
+            "setup": f"AMS fleets of {', '.join(map(str, devices))} devices on 1 GPU, laptop preset at {height} px, "
+                     f"{seconds:g} s each, the same street, fixed server cost 0.2 s a step; a child process each"}
+
+
 def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
     """All measurements; `quick` uses fewer frames and shorter runs (minutes, not tens)."""
     out: dict = {"quick": quick, "machine": machine_info()}
@@ -227,6 +256,9 @@ def run_bench(*, quick: bool, log: Callable[[str], None] = print) -> dict:
     out["peak_rss_mib"] = {str(m): peak_rss_child(m, fps=2.0, height=256) for m in minutes}
     out["peak_rss_setup"] = "scheme none, synthetic:street at 256x512, 2 fps, laptop student"
     log(f"peak RSS MiB by video minutes: {out['peak_rss_mib']}")
+    out["fleet_cost"] = fleet_cost(seconds=30.0 if quick else 60.0)
+    log(f"fleet: wall vs N x one device {out['fleet_cost']['wall_vs_n_times_one']}, "
+        f"peak RSS MiB {out['fleet_cost']['peak_rss_mib']}")
     return out
 
 
@@ -324,6 +356,11 @@ def markdown(result: dict) -> str:
                  f"{100 * result['sim_overhead']['overhead_share_with_video']:.1f}% counting the synthetic video's "
                  "rendering and its labels as overhead too)"] if "sim_overhead" in result else []),
               f"- peak RSS by video minutes ({result['peak_rss_setup']}): {json_line(result['peak_rss_mib'])}",
+              *([f"- a fleet's cost ({result['fleet_cost']['setup']}): wall seconds "
+                 f"{json_line(result['fleet_cost']['wall_s'])}; against N times one device "
+                 f"{json_line({k: round(v, 3) for k, v in result['fleet_cost']['wall_vs_n_times_one'].items()})} "
+                 "(goal: at most 1.1); peak RSS MiB "
+                 f"{json_line(result['fleet_cost']['peak_rss_mib'])} (goal: flat)"] if "fleet_cost" in result else []),
               ""]
     return "\n".join(lines)
 

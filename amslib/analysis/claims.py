@@ -339,10 +339,10 @@ def evaluate_claims(results: dict[str, RunResult], *, spreads: dict[str, dict] |
 
 
 def _staleness_text(results: dict[str, RunResult], names: tuple[str, ...]) -> str:
-    """Each run's mean staleness (asked for -> arrived at the edge), when the server took time."""
+    """Each run's mean staleness (newest frame captured -> first frame run with it), when the server took time."""
     stale = {n: results[n].summary().get("staleness_mean_s") for n in names if n in results}
     parts = [f"{n} {s:.2f} s" for n, s in stale.items() if s is not None]
-    return f". Staleness (asked for -> at the edge), mean: {', '.join(parts)}" if parts else ""
+    return f". Staleness (newest frame captured -> first frame run with it), mean: {', '.join(parts)}" if parts else ""
 
 
 def _strategies_cause(spread: dict | None, config: RunConfig) -> str:
@@ -528,8 +528,8 @@ def _baseline_lines(report: "ClaimsReport") -> list[str]:
             stale = runs[name].summary().get("staleness_mean_s")
             lines.append(f"- {video}, {name}: the server took {len(served)} key frames ({cost:.2f} s each on "
                          f"average) and {what} for {sent}; {dropped} key frames waiting behind a busy server were "
-                         f"dropped for newer ones; answers reached the edge {_pct(stale)} s after the key frame reached "
-                         "the server, on average.")
+                         f"dropped for newer ones; the edge ran each answer {_pct(stale)} s after the key frame's "
+                         "capture, on average (staleness).")
     return lines or ["- no key-frame runs"]
 
 

@@ -211,9 +211,16 @@ class Simulation:
 
     def advance(self, until_s: float = math.inf) -> list:
         """One step of the run: the frames up to the next event (stopping before `until_s`),
-        then the updates due. Returns its events; sets `done` after the last frame."""
+        then the updates due. Returns its events; sets `done` after the last frame.
+
+        `until_s`: when the shared server can next start a job (a fleet). Updates due at or
+        after it, within the last frame, wait until the fleet has dispatched that job, and run
+        first in the next step: work that could start is taken before a newer update withdraws
+        it (each update is within a frame of its time either way)."""
         state, scheme, i, n = self.state, self.scheme, self.i, self.num_frames
         events: list = self._rows(state)
+        self._run_due_updates(state, scheme, until_s)  # those deferred by the last step
+        events += self._rows(state)
         self._apply_arrivals(state, scheme, i / self.video.fps)
         stop = self._next_boundary(state, scheme, i, n)
         if until_s < math.inf:
@@ -226,13 +233,21 @@ class Simulation:
             self.done = True
             return events
         self.i = i = stop
-        while i < n and i >= self.frame_at(state.next_update_s):
-            row = scheme.update(state, state.next_update_s)
-            if row is not None:
-                state.ledger.append(row)
+        self._run_due_updates(state, scheme, until_s)
         events += self._rows(state)
         self.done = i >= n or self.stopped
         return events
+
+    def _run_due_updates(self, state: RunState, scheme: Scheme, until_s: float) -> None:
+        """The updates due by the current frame (and before `until_s`); a run's own server first
+        starts the work that can start by each update's time."""
+        while (self.i < self.num_frames and self.i >= self.frame_at(state.next_update_s)
+               and state.next_update_s < until_s - TIME_EPS_S):
+            if self.owns_server:
+                self.server.dispatch(state.next_update_s)
+            row = scheme.update(state, state.next_update_s)
+            if row is not None:
+                state.ledger.append(row)
 
     def finish(self) -> list:
         """After the last frame: the server finishes the work it was given (its rows say when
