@@ -250,3 +250,18 @@ def test_forgetting_is_measured_with_the_predictor_scored_live(tiny_student, stu
                        students=students)
     assert tracked.segments is not None and tracked.segments.empty  # tracked labels: no model to forget with
     assert tracked.summary()["forgetting_pct"] is None
+
+
+def test_the_model_age_of_edge_only_schemes(tiny_student, students):
+    # Tent shows each frame with the model its own step adapted (age 0); bn_adapt's statistics
+    # come from the frames up to its update, so its age grows from each update's newest frame
+    video, teacher = TinyVideo(), TinyOracle()
+    tent = simulate(tiny_config(tiny_student, scheme="tent", max_seconds=12.0), video=video, teacher=teacher,
+                    students=students)
+    assert (tent.frames["model_age_s"] == 0.0).all()
+    bn = simulate(tiny_config(tiny_student, scheme="bn_adapt", max_seconds=20.0), video=video, teacher=teacher,
+                  students=students)
+    f, first = bn.frames, bn.updates["t_update_s"].iloc[0]
+    before, after = f[f["t_s"] < first], f[f["t_s"] >= first]
+    np.testing.assert_allclose(before["model_age_s"], before["t_s"])  # the pretrained model, made at 0 s
+    assert after["model_age_s"].iloc[0] == pytest.approx(1 / video.fps)  # the frame just before the update

@@ -317,7 +317,7 @@ class Simulation:
                     bits += self.send_up(state, [sample], t_s, rate_fps=scheme.sample_rate_fps(state))
                     scheme.on_sent(state, sample)
             rows.append({"frame": index, "t_s": t_s, "model_version": state.version, "uplink_bits": bits,
-                         "model_age_s": t_s - state.model_data_s,
+                         "model_age_s": scheme.model_age_s(state, t_s),
                          **{k: float(v[offset]) for k, v in temporal.items()}})
         # edge compute booked on the batch's first frame (a scheme's own training on the edge)
         rows[0].update(edge_train_frames=state.edge_train_frames, edge_forward_frames=state.edge_forward_frames,

@@ -74,6 +74,11 @@ class Scheme:
         state.edge_weights = pending.weights
         state.model_data_s = max(state.model_data_s, pending.captured_s)
 
+    def model_age_s(self, state: RunState, t_s: float) -> float:
+        """The age of the model that showed the frame at `t_s`: `t_s` minus the capture time of
+        the newest frame behind it."""
+        return t_s - state.model_data_s
+
     def final_predict(self, frames: np.ndarray) -> np.ndarray | None:
         """What the edge would show for frames (N, H, W, 3) after the run, predicted as it
         predicts live (the forgetting measure's predictor)."""

@@ -53,6 +53,7 @@ class BnAdaptScheme(Scheme):
     def predict(self, state: RunState, start: int, frames: np.ndarray) -> np.ndarray:
         pred = self.sim.edge_predictor(frames)
         self.recent = (self.recent + list(frames))[-self.sim.config.edge.bn_frames:]
+        self.newest_s = (start + len(frames) - 1) / self.sim.video.fps
         return pred
 
     def update(self, state: RunState, t_s: float) -> dict:
@@ -61,6 +62,7 @@ class BnAdaptScheme(Scheme):
         if frames is not None:
             recalibrate_batchnorm(self.sim.edge_predictor.model, frames, momentum=edge.bn_momentum,
                                   max_frames=edge.bn_frames)
+            state.model_data_s = self.newest_s  # its statistics come from frames up to this one
             state.edge_forward_frames += len(frames)
         state.next_update_s = t_s + self.sim.adapt.update_interval_s
         return {"update": state.updates + 1, "t_update_s": t_s, "num_samples": 0 if frames is None else len(frames),
@@ -120,6 +122,9 @@ class TentScheme(Scheme):
         state.edge_train_frames += len(frames)
         state.edge_shared_frames += len(frames)  # each step's forward pass is the frame's prediction
         return pred
+
+    def model_age_s(self, state: RunState, t_s: float) -> float:
+        return 0.0  # each frame is shown by the model its own step adapted
 
     def final_predict(self, frames: np.ndarray) -> np.ndarray:
         """As scored live: each frame normalised by its own statistics (no step taken)."""
