@@ -425,14 +425,17 @@ def test_a_fleet_run_draws_the_device_chosen(make_app):
     # each device's reference is its own config (its seed) run alone on the server
     assert [r.config.seed for r in app.references] == [run.sim.config.seed for run in runs] == [0, 1]
     assert {r.config.server.devices for r in app.references} == {1}
-    app.set_policy(fraction=0.5)  # while paused: every device applies it at its next update (20 s)
+    # while paused: every device applies it at its next update not yet made. Device 0 made its
+    # 15-s update before the pause (20 s is its next); device 1's 15-s update waits for the job
+    # device 0 can start at 15 s to be dispatched first, so it is still to come
+    app.set_policy(fraction=0.5)
     assert app.pending() == {"fraction": 0.5}
     app.run_blocking()
-    for run, first_s in zip(runs, (11.0, 12.0)):
+    for run, first_s, changed in zip(runs, (11.0, 12.0), (2, 1)):
         rows = run.result().updates
         np.testing.assert_allclose(rows["t_arrival_s"], first_s + np.arange(4) * 5.0)
-        assert list(rows["fraction"]) == [0.1, 0.1, 0.5, 0.5]
-        assert list(rows["policy_changes"]) == ["", "", "fraction=0.5", ""]
+        assert list(rows["fraction"]) == [0.1] * changed + [0.5] * (4 - changed)
+        assert list(rows["policy_changes"]) == ["fraction=0.5" if k == changed else "" for k in range(4)]
     # 8 jobs of 1 s on one GPU over 30 s; device 1 waited 1 s each time
     assert "server: 8 jobs started, GPU busy 27% so far, mean queue wait 0.50 s" in app.status.value
     summary = app.fleet_result().summary()
