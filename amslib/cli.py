@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from amslib.core.config import parse_set_args, preset, with_overrides
-from amslib.core.files import atomic_dir, atomic_write, frames_dir, labels_dir, write_json
+from amslib.core.files import atomic_dir, atomic_write, data_root, frames_dir, labels_dir, write_json
 from amslib.core.labels import get_label_set
 from amslib.core.progress import progress_bar
 from amslib.core.registry import SCHEMES
@@ -448,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_download_parser(sub)
     _add_label_parser(sub)
     _add_clips_parser(sub)
+    _add_cache_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -482,7 +483,7 @@ def _add_sweep_options(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError, KeyError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # every output is staged and renamed when complete (core.files)
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 # --------------------------------------------------------------------------- teachers, labelling
@@ -657,6 +658,40 @@ def _add_download_parser(sub) -> None:
     down.add_argument("--retries", type=int, default=3, help="retries of network errors")
     down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     down.set_defaults(func=cmd_download)
+
+
+def _add_cache_parser(sub) -> None:
+    cache = sub.add_parser("cache", help="what the data root holds (kind, key, size, age); --verify checks it, "
+                           "--clear KIND removes one kind")
+    cache.add_argument("--verify", action="store_true",
+                       help="check every entry that records a checksum (exit 1 if any is damaged)")
+    cache.add_argument("--clear", metavar="KIND",
+                       help="remove one kind: labels, frames, server_times, runs, videos, models or examples")
+    cache.set_defaults(func=cmd_cache)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from amslib.analysis import cache  # deferred: it imports the teachers
+
+    if args.clear:
+        removed = cache.clear(args.clear)
+        print(f"removed {removed}" if removed else f"no {args.clear} under {data_root()}")
+        return 0
+    found = cache.entries()
+    if not found:
+        print(f"{data_root()} holds no cache")
+        return 0
+    print(f"{data_root()}:")
+    for entry in found:
+        if args.verify:
+            cache.verify(entry)
+        status = f"  {entry.status}" if entry.status else ""
+        print(f"{entry.kind:<12} {entry.key:<40} {cache.human_size(entry.bytes):>10} {cache.human_age(entry.age_s):>8}{status}")
+    damaged = [e for e in found if e.damaged]
+    if args.verify:
+        print(f"{len(damaged)} damaged of {len(found)} entries" if damaged else f"all {len(found)} entries sound "
+              "(those that record a checksum checked)")
+    return 1 if damaged else 0
 
 
 # --------------------------------------------------------------------------- the real-clip benchmark

@@ -220,18 +220,21 @@ def test_label_command_writes_one_png_per_frame_then_serves_the_cache(carphone, 
         assert sorted(p.name for p in (tmp_path / f"again{again}").iterdir()) == files
 
 
-def test_cached_labelling_is_at_least_20x_faster(carphone, tmp_path):
-    """The labelling step (what the cache replaces) of a first call, with the teacher
-    freshly loaded, against the best of three calls served from the cache."""
+def test_cached_labelling_neither_decodes_the_video_nor_runs_the_teacher(carphone, tmp_path):
+    """A second labelling is served from the cache: the teacher never runs and no frame is
+    decoded (its speed-up is a benchmark's: `python -m amslib bench`, label_cache_speedup)."""
     from amslib.data.video import open_video
 
     video = open_video(str(carphone), height=128, fps=30000 / 1001, label_set="voc21")
     teacher = parse_teacher("tflite:selfie_landscape")
     first = label_video(video, teacher, tmp_path / "gt", cache_root=tmp_path / "cache")
+    calls = []
+    teacher.label = lambda frames: calls.append("teacher")  # a cached call must not get here
+    video.frames = lambda start, stop: calls.append("decode")
     cached = [label_video(video, teacher, tmp_path / f"gt{i}", cache_root=tmp_path / "cache") for i in range(3)]
-    assert not first.cached and all(r.cached for r in cached) and first.frames == 120
+    assert not first.cached and all(r.cached for r in cached) and first.frames == 120 and calls == []
+    assert sorted(p.name for p in (tmp_path / "gt0").iterdir()) == sorted(p.name for p in (tmp_path / "gt").iterdir())
     best = min(r.seconds for r in cached)
-    assert first.seconds / best >= 20, (first.seconds, best)
     print(f"labelling 120 frames: first {first.seconds:.2f} s, from the cache {best:.3f} s "
           f"({first.seconds / best:.0f}x)")
 

@@ -4,12 +4,21 @@
 `label(frames)`, while the oracle and a label folder answer by frame index. Label folders use
 the original's layout, one `gt_%06d.png` per frame, numbered by the video's native frame
 index from 0; the on-disk cache uses the same layout, keyed by (video, teacher, resolution).
+
+Every label the cache writes carries, in a PNG text chunk, the SHA-256 of its pixels, computed
+at write time, and a complete folder's `done.json` records the SHA-256 of every label file; a
+read checks them (a run's read decodes the label and checks its pixels; `label_video`'s reuse of
+a complete folder checks the files' hashes, without decoding). A label that is missing, cut
+short, altered or written without its checksum is recomputed, and the run says so in one line
+(the `amslib.cache` logger).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import zlib
 import shutil
 import tempfile
 import time
@@ -18,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from amslib.core.files import sha256_of, write_json
 from amslib.core.labels import IGNORE_ID, get_label_set
 from amslib.data.video import SyntheticVideo, Video, VideoError, read_label_png
 
@@ -156,16 +166,53 @@ def read_labelled(video: Video, teacher: Teacher, indices: np.ndarray) -> tuple[
     return np.stack(frames), np.stack(labels)
 
 
+CHECKSUM_KEY = "amslib-sha256"  # the PNG text chunk holding a cached label's pixel checksum
+CACHE_LOG = logging.getLogger("amslib.cache")
+
+
+def label_checksum(label: np.ndarray) -> str:
+    """SHA-256 of a label's shape and pixels."""
+    head = f"{label.shape[0]}x{label.shape[1]}|".encode()
+    return hashlib.sha256(head + np.ascontiguousarray(label).tobytes()).hexdigest()
+
+
 def write_label_png(label: np.ndarray, path: Path) -> None:
-    """Write (H, W) uint8 ids as an 8-bit PNG, atomically (temp file, then rename)."""
+    """Write (H, W) uint8 ids as an 8-bit PNG, atomically (temp file, then rename), with the
+    SHA-256 of its pixels in a text chunk (`read_checked_label` verifies it)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
     os.close(fd)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(CHECKSUM_KEY, label_checksum(label))
     try:
-        Image.fromarray(label, mode="L").save(tmp, format="PNG")
+        Image.fromarray(label, mode="L").save(tmp, format="PNG", pnginfo=info)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_checked_label(path: Path) -> np.ndarray | None:
+    """A cached label's (H, W) uint8 ids, or None when the file is missing, does not decode
+    (cut short, a damaged chunk), has no checksum, or its pixels do not match it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            recorded = getattr(image, "text", {}).get(CHECKSUM_KEY)
+            label = np.asarray(image, np.uint8)
+    except (OSError, SyntaxError, ValueError, zlib.error):
+        return None
+    if recorded is None or label.ndim != 2 or label_checksum(label) != recorded:
+        return None
+    return label
+
+
+def damaged_labels(paths: list[Path]) -> list[int]:
+    """Indices of `paths` whose cached label fails `read_checked_label`."""
+    return [k for k, p in enumerate(paths) if read_checked_label(p) is None]
+
+
+def _say_recomputed(count: int, folder: Path) -> None:
+    CACHE_LOG.warning("label cache: %d label(s) in %s were damaged or unchecked: recomputed", count, folder)
 
 
 def label_cache_dir(root: Path, video: Video, teacher: Teacher) -> Path:
@@ -192,19 +239,28 @@ class CachedTeacher(Teacher):
         decoded from an H.264 uplink, cached by each frame's content (sha1 of its pixels)."""
         folder = self.root / "by-content" / hashlib.sha1(self.teacher.name.encode()).hexdigest()[:16]
         paths = [folder / f"{hashlib.sha1(f.tobytes()).hexdigest()}-{f.shape[0]}x{f.shape[1]}.png" for f in frames]
-        missing = [k for k, p in enumerate(paths) if not p.is_file()]
+        labels = [read_checked_label(p) for p in paths]
+        missing = [k for k, label in enumerate(labels) if label is None]
         if missing:
+            damaged = sum(paths[k].exists() for k in missing)
+            if damaged:
+                _say_recomputed(damaged, folder)
             fresh = self.teacher.label(frames[missing])
             folder.mkdir(parents=True, exist_ok=True)
             for k, label in zip(missing, fresh):
                 write_label_png(label, paths[k])
-        return np.stack([np.asarray(Image.open(p), np.uint8) for p in paths])
+                labels[k] = label
+        return np.stack(labels)
 
     def labels(self, video: Video, start: int, stop: int, *, frames=None) -> np.ndarray:
         folder = label_cache_dir(self.root, video, self.teacher)
         paths = [folder / (LABEL_PATTERN % i) for i in range(start, stop)]
-        if all(p.is_file() for p in paths):
-            return np.stack([np.asarray(Image.open(p), np.uint8) for p in paths])
+        cached = [read_checked_label(p) for p in paths]
+        if all(label is not None for label in cached):
+            return np.stack(cached)
+        damaged = sum(label is None and p.exists() for label, p in zip(cached, paths))
+        if damaged:
+            _say_recomputed(damaged, folder)
         out = self.teacher.labels(video, start, stop, frames=frames)
         folder.mkdir(parents=True, exist_ok=True)
         for label, path in zip(out, paths):
@@ -255,12 +311,20 @@ class LabelReport:
 
 
 def _cached_count(folder: Path, video: Video, teacher: Teacher) -> int | None:
-    """The number of labels a complete cache folder holds, or None if it is not complete."""
+    """The number of labels a complete cache folder holds, or None if it is not complete or
+    any of its labels fails its checksum (the folder is then filled again: only the chunks
+    with a damaged label are recomputed, and the run says so in one line)."""
     try:
         done = json.loads((folder / DONE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if done.get("video") != video.key or done.get("teacher") != teacher.name:
+    if done.get("video") != video.key or done.get("teacher") != teacher.name or "frames" not in done:
+        return None
+    recorded = done.get("sha256", {})
+    names = [LABEL_PATTERN % i for i in range(int(done["frames"]))]
+    damaged = [n for n in names if not (folder / n).is_file() or sha256_of(folder / n) != recorded.get(n)]
+    if damaged:
+        _say_recomputed(len(damaged), folder)
         return None
     return int(done["frames"])
 
@@ -276,7 +340,7 @@ def _fill_cache(video: Video, teacher: Teacher, folder: Path, *, chunk: int,
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)
         paths = [folder / (LABEL_PATTERN % i) for i in range(start, stop)]
-        if not all(p.is_file() for p in paths):
+        if damaged_labels(paths):  # a chunk with any missing or damaged label is labelled again
             frames = video.frames(start, stop)
             labels = teacher.labels(video, start, start + len(frames), frames=frames)
             for label, path in zip(labels, paths):
@@ -285,7 +349,9 @@ def _fill_cache(video: Video, teacher: Teacher, folder: Path, *, chunk: int,
                 count = start + len(frames)
                 break
         on_progress(stop, total)
-    (folder / DONE_FILE).write_text(json.dumps({"frames": count, "video": video.key, "teacher": teacher.name}))
+    names = [LABEL_PATTERN % i for i in range(count)]
+    write_json(folder / DONE_FILE, {"frames": count, "video": video.key, "teacher": teacher.name,
+                                    "sha256": {n: sha256_of(folder / n) for n in names}})
     return count
 
 
