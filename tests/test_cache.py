@@ -11,6 +11,7 @@ from PIL import Image
 
 from amslib.analysis import cache
 from amslib.cli import main
+from amslib.sim.server import entry_checksum
 from amslib.models.teachers import (
     DONE_FILE,
     LABEL_PATTERN,
@@ -96,8 +97,8 @@ def test_the_cache_command_lists_verifies_and_clears(tmp_path, monkeypatch, caps
     monkeypatch.setenv("AMS_DATA_DIR", str(tmp_path))
     video = TinyVideo(seconds=4.0)
     label_video(video, TinyOracle(), tmp_path / "out", cache_root=tmp_path / "labels", chunk=4)
-    (tmp_path / "server_times.json").write_text(json.dumps({"m|h128": {"step_base_s": 0.1, "step_frame_s": 0.01,
-                                                                        "teacher_frame_s": 0.02}}))
+    times = {"step_base_s": 0.1, "step_frame_s": 0.01, "teacher_frame_s": 0.02}
+    (tmp_path / "server_times.json").write_text(json.dumps({"m|h128": {**times, "sha256": entry_checksum("m|h128", times)}}))
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "clip.mp4").write_bytes(b"x" * 2048)
     assert main(["cache"]) == 0
@@ -118,3 +119,154 @@ def test_the_cache_command_lists_verifies_and_clears(tmp_path, monkeypatch, caps
     assert main(["cache", "--clear", "nonsense"]) == 2
     assert "unknown cache kind 'nonsense'" in capsys.readouterr().err
     assert [e.kind for e in cache.entries(tmp_path)] == ["videos"]
+
+
+# -- the frame cache -------------------------------------------------------------------------------
+class PatternVideo(TinyVideo):
+    """The tiny video, counting the frames it decodes."""
+
+    def __init__(self):
+        super().__init__(seconds=80.0, height=8)  # 160 frames: three chunks of 64
+        self.reads: list[tuple[int, int]] = []
+
+    def frames(self, start, stop):
+        self.reads.append((start, stop))
+        return super().frames(start, stop)
+
+
+def _filled(root):
+    from amslib.data.video import CachedVideo
+
+    video = PatternVideo()
+    cached = CachedVideo(video, root)
+    truth = np.concatenate([f for _, f in cached.chunks(50)])
+    assert cached.complete and len(truth) == 160
+    return cached, truth
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "missing", "done marker missing", "no checksums"])
+def test_the_frame_cache_rewrites_or_refills_what_is_damaged(tmp_path, caplog, how):
+    from amslib.data.video import CachedVideo
+
+    cached, truth = _filled(tmp_path)
+    data, done = cached.path, cached.path.with_suffix(".done")
+    if how == "flipped":  # one byte of frame 70 (the second chunk)
+        with open(data, "r+b") as f:
+            f.seek(data.stat().st_size - 90 * 8 * 16 * 3)
+            byte = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    elif how == "truncated":
+        data.write_bytes(data.read_bytes()[:1000])
+    elif how == "missing":
+        data.unlink()
+    elif how == "done marker missing":
+        done.unlink()
+    else:  # a cache from before checksums: `.done` held only the count
+        done.write_text("160")
+    video = PatternVideo()
+    again = CachedVideo(video, tmp_path)
+    with caplog.at_level("WARNING", logger="amslib.cache"):
+        got = np.concatenate([f for _, f in again.chunks(50)])
+    np.testing.assert_array_equal(got, truth)  # never the damaged frames
+    if how == "flipped":
+        assert video.reads == [(64, 128)] and len(caplog.records) == 1  # the one chunk, decoded again
+        assert "1 chunk(s)" in caplog.records[0].getMessage()
+    else:
+        assert sum(b - a for a, b in video.reads) == 160  # filled anew from the video
+        assert len(caplog.records) == (0 if how == "missing" else 1)
+    third = CachedVideo(PatternVideo(), tmp_path)
+    third.video = None  # now sound: read back without the decoder
+    np.testing.assert_array_equal(third.frames(0, 160), truth)
+
+
+# -- the reference-run cache -----------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["truncated", "flipped", "missing", "checksums missing"])
+def test_a_saved_run_whose_files_changed_is_run_again(tiny_student, tmp_path, caplog, how):
+    from conftest import tiny_config
+
+    from amslib.analysis.runs import cached_run
+    from amslib.sim.engine import Simulation
+
+    config, students = tiny_config(tiny_student, scheme="none", max_seconds=6.0), None
+
+    def run():
+        nonlocal students
+        sim = Simulation.create(config, video=TinyVideo(), teacher=TinyOracle(), students=students)
+        students = sim.students
+        return cached_run(sim, cache_dir=tmp_path)
+
+    first, _ = run()
+    folder = next(tmp_path.iterdir())
+    target = folder / ("checksums.json" if how == "checksums missing" else "frames.csv")
+    if how == "truncated":
+        target.write_bytes(target.read_bytes()[:40])
+    elif how == "flipped":
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+    else:
+        target.unlink()
+    with caplog.at_level("WARNING", logger="amslib.cache"):
+        again, from_cache = run()
+    assert not from_cache and len(caplog.records) == 1 and "run again" in caplog.records[0].getMessage()
+    assert first.frames.equals(again.frames)  # what a sound cache would have given
+    assert run()[1]  # saved again, sound: read back
+
+
+def test_verify_finds_a_damaged_frame_chunk_and_a_changed_run_file(tmp_path):
+    from amslib.core.files import write_checksums
+
+    cached, _ = _filled(tmp_path / "frames")
+    run = tmp_path / "runs" / "none-abc"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "frames.csv").write_text("frame,t_s\n0,0.0\n")
+    write_checksums(run)
+    found = {e.kind: e for e in cache.entries(tmp_path)}
+    assert set(found) == {"frames", "runs"}
+    assert cache.verify(found["frames"]).status == "ok: 160 frames"
+    assert cache.verify(found["runs"]).status == "ok: every file matches its checksum"
+    with open(cached.path, "r+b") as f:  # the last byte: frame 159, the third chunk
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+    (run / "frames.csv").write_text("frame,t_s\n0,9.0\n")
+    assert cache.verify(found["frames"]).status.startswith("damaged: 1 chunk(s) of 64 frames fail their checksum "
+                                                           "(first: frames 128-159")
+    assert cache.verify(found["runs"]).status.startswith("damaged: frames.csv missing or changed")
+
+
+def test_a_damaged_server_times_file_is_refused_in_one_line(tmp_path, monkeypatch):
+    from amslib.core.config import ConfigError, preset, with_overrides
+    from amslib.sim.server import server_times
+
+    monkeypatch.setenv("AMS_DATA_DIR", str(tmp_path))
+    (tmp_path / "server_times.json").write_text('{"cut sho')
+    config = with_overrides(preset("laptop"), {"server_time": "measured"})
+    with pytest.raises(ConfigError) as err:
+        server_times(config, measure=lambda: pytest.fail("a damaged file must not be measured over"))
+    message = str(err.value)
+    assert "\n" not in message and "server_times.json is damaged" in message and "cache --clear server_times" in message
+
+
+def test_a_damaged_server_time_measurement_is_measured_again(tmp_path, monkeypatch, caplog):
+    from amslib.core.config import preset, with_overrides
+    from amslib.sim.server import ServerTimes, measured_key, server_times
+
+    monkeypatch.setenv("AMS_DATA_DIR", str(tmp_path))
+    config = with_overrides(preset("laptop"), {"server_time": "measured"})
+    measured = []
+
+    def measure():
+        measured.append(1)
+        return ServerTimes(0.1, 0.01, 0.02)
+
+    assert server_times(config, measure=measure).step_base_s == 0.1 and len(measured) == 1
+    assert server_times(config, measure=measure).step_base_s == 0.1 and len(measured) == 1  # cached
+    path = tmp_path / "server_times.json"
+    path.write_text(path.read_text().replace("0.1,", "0.7,"))  # one digit changed on disk
+    with caplog.at_level("WARNING", logger="amslib.cache"):
+        assert server_times(config, measure=measure).step_base_s == 0.1 and len(measured) == 2
+    assert len(caplog.records) == 1 and measured_key(config) in caplog.records[0].getMessage()

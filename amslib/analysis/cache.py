@@ -5,23 +5,28 @@ Kinds (under $AMS_DATA_DIR, default ~/.cache/amslib): `labels` (teacher labels, 
 video and teacher; each label carries the SHA-256 of its pixels), `frames` (decoded frames of
 `--frame-cache`), `server_times` (measured server step and teacher times), `runs` (reference
 runs of the live panel), `videos` (downloads), `models` (model-zoo files) and `examples`
-(packaged example clips). Only labels and server times are checked here; the other kinds record
-no checksum yet, and the listing says so rather than calling them sound.
+(packaged example clips). Labels, frames, server times and runs are checked here; downloads,
+model files and example clips record no checksum yet, and the listing says so rather than
+calling them sound.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from amslib.core.config import ConfigError
-from amslib.core.files import data_root
+from amslib.core.files import CHECKSUMS_FILE, damaged_files, data_root
 from amslib.models.teachers import DONE_FILE, damaged_labels
+from amslib.sim.server import entry_checksum
 
 KINDS = ("labels", "frames", "server_times", "runs", "videos", "models", "examples")
-SERVER_TIMES_KEYS = ("step_base_s", "step_frame_s", "teacher_frame_s")
 
 
 @dataclass
@@ -57,6 +62,8 @@ def entries(root: Path | None = None) -> list[Entry]:
         if not path.exists():
             continue
         children = [path] if path.is_file() else sorted(path.iterdir())
+        if kind == "frames":  # one entry per cached video: its .npy (its .done goes with it)
+            children = [c for c in children if c.suffix == ".npy" and not c.name.endswith(".partial.npy")]
         if kind == "labels" and (path / "by-content").is_dir():
             children = [c for c in children if c.name != "by-content"] + sorted((path / "by-content").iterdir())
         out += [_entry(kind, child) for child in children]
@@ -65,6 +72,8 @@ def entries(root: Path | None = None) -> list[Entry]:
 
 def _entry(kind: str, path: Path) -> Entry:
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    if kind == "frames" and path.with_suffix(".done").is_file():
+        files.append(path.with_suffix(".done"))
     size = sum(p.stat().st_size for p in files)
     newest = max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
     key = path.name if path.parent.name != "by-content" else f"by-content/{path.name}"
@@ -86,17 +95,47 @@ def verify(entry: Entry) -> Entry:
     elif entry.kind == "server_times":
         try:
             known = json.loads(entry.path.read_text())
-            if not isinstance(known, dict) or not all(
-                    isinstance(v, dict) and all(isinstance(v.get(k), (int, float)) for k in SERVER_TIMES_KEYS)
-                    for v in known.values()):
-                raise ValueError("an entry lacks a time")
-            entry.status = f"ok: {len(known)} measurement(s)"
+            if not isinstance(known, dict):
+                raise ValueError("not a table of measurements")
         except ValueError as err:
             entry.status = (f"damaged: {entry.path} is not a table of server times ({err}); remove it with "
                             "`python -m amslib cache --clear server_times` (the next measured run measures again)")
+            return entry
+        bad = [k for k, v in known.items() if not isinstance(v, dict) or entry_checksum(k, v) != v.get("sha256")]
+        entry.status = (f"damaged: {len(bad)} of {len(known)} measurement(s) fail their checksum (first: {bad[0]}; "
+                        "the next measured run on that machine measures again)" if bad
+                        else f"ok: {len(known)} measurement(s)")
+    elif entry.kind == "frames":
+        entry.status = _verify_frames(entry.path)
+    elif entry.kind == "runs":
+        damaged = damaged_files(entry.path)
+        entry.status = (f"damaged: {', '.join(damaged)} missing or changed (the live panel runs it again)"
+                        if damaged and damaged != [CHECKSUMS_FILE] else
+                        f"damaged: no readable {CHECKSUMS_FILE} (the live panel runs it again)" if damaged else
+                        "ok: every file matches its checksum")
     else:
         entry.status = "not checked: this kind records no checksum yet"
     return entry
+
+
+def _verify_frames(path: Path) -> str:
+    """A frame cache's status: every chunk against the SHA-256 in its .done record."""
+    try:
+        done = json.loads(path.with_suffix(".done").read_text())
+        size, count, sums = int(done["chunk"]), int(done["frames"]), done["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "damaged: no readable .done record of its checksums (the next run fills it anew)"
+    try:
+        store = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return "damaged: the file is cut short (the next run fills it anew)"
+    bad = [k for k in range(math.ceil(count / size))
+           if k >= len(sums) or hashlib.sha256(np.ascontiguousarray(store[k * size:min((k + 1) * size, count)])
+                                               .tobytes()).hexdigest() != sums[k]]
+    if bad:
+        return (f"damaged: {len(bad)} chunk(s) of {size} frames fail their checksum (first: frames "
+                f"{bad[0] * size}-{min((bad[0] + 1) * size, count) - 1}; the next run decodes them again)")
+    return f"ok: {count} frames"
 
 
 def clear(kind: str, root: Path | None = None) -> Path | None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from amslib.analysis.results import CONFIG_FILE, RunResult, collect, load_result, save_result
 from amslib.core.config import RunConfig
-from amslib.core.files import atomic_dir
+from amslib.core.files import CACHE_LOG, atomic_dir, damaged_files, write_checksums
 from amslib.core.metrics import frame_counts, miou_pooled
 from amslib.models.teachers import read_labelled
 from amslib.sim.engine import Simulation
@@ -89,16 +89,23 @@ def run_key(sim: Simulation) -> str:
 def cached_run(sim: Simulation, *, cache_dir: str | Path, on_event: Callable | None = None) -> tuple[RunResult, bool]:
     """(result, from_cache): `sim`'s run to its end, read back from
     `cache_dir/<scheme>-<run_key>` when an earlier call saved the same run there; else run
-    (`on_event` follows it), then saved whole (`files.atomic_dir`). A stopped run is not saved."""
+    (`on_event` follows it), then saved whole (`files.atomic_dir`) with its files' SHA-256
+    (`files.write_checksums`); a saved run whose files no longer match is run again, and the
+    run says so in one line. A stopped run is not saved."""
     folder = Path(cache_dir) / f"{sim.config.scheme}-{run_key(sim)[:24]}"
     if (folder / CONFIG_FILE).is_file():
-        result = load_result(folder)
-        if result.config == sim.config:  # a folder of another run under a colliding name is run again
-            return result, True
+        damaged = damaged_files(folder)  # every file against the SHA-256 recorded when it was saved
+        if damaged:
+            CACHE_LOG.warning("run cache: %s in %s missing or damaged: run again", ", ".join(damaged), folder)
+        else:
+            result = load_result(folder)
+            if result.config == sim.config:  # a folder of another run under a colliding name is run again
+                return result, True
     result = run_simulation(sim, on_event=on_event)
     if not sim.stopped:
         with atomic_dir(folder, marker=CONFIG_FILE) as staging:
             save_result(result, staging)
+            write_checksums(staging)
     return result, False
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -67,6 +68,31 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+CHECKSUMS_FILE = "checksums.json"  # a cached folder's record of its files' SHA-256
+# where a cache says, in one line, that it recomputed something damaged (warning level: shown
+# on stderr, and in a notebook, without any logging set up)
+CACHE_LOG = logging.getLogger("amslib.cache")
+
+
+def write_checksums(folder: Path) -> None:
+    """Record the SHA-256 of every file in `folder` (its `CHECKSUMS_FILE`), at write time."""
+    sums = {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != CHECKSUMS_FILE}
+    write_json(folder / CHECKSUMS_FILE, sums)
+
+
+def damaged_files(folder: Path) -> list[str]:
+    """The files of a folder written with `write_checksums` that are missing or changed since
+    (`CHECKSUMS_FILE` itself, when it is missing or unreadable); empty when it is sound."""
+    try:
+        sums = json.loads((folder / CHECKSUMS_FILE).read_text())
+    except (OSError, ValueError):
+        return [CHECKSUMS_FILE]
+    if not isinstance(sums, dict):
+        return [CHECKSUMS_FILE]
+    return [name for name, digest in sums.items()
+            if not (folder / name).is_file() or sha256_of(folder / name) != digest]
 
 
 def write_json(path: Path, data: dict) -> None:

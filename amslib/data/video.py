@@ -7,6 +7,8 @@ file recorded at another rate is resampled by time (frame round(t * native_fps))
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 
 from amslib.core.clock import frames_until
-from amslib.core.files import videos_dir
+from amslib.core.files import CACHE_LOG, videos_dir, write_json
 from amslib.core.labels import CITYSCAPES19, LabelSet, get_label_set
 from amslib.data.manifest import get_entry
 from amslib.data.synthetic import CLASSES, StreetConfig, SyntheticStreet
@@ -235,7 +237,13 @@ class CachedVideo(Video):
     for repeated runs: the first pass stores them in a .npy memory map as it reads, later
     passes read them back. Only the requested chunk is ever in memory. The cache is keyed
     by the video's `key` (content, resolution, fps) and used once complete; its `.done`
-    file holds the number of frames the video really has (a file's header may promise more)."""
+    file holds the number of frames the video really has (a file's header may promise more)
+    and the SHA-256 of every chunk of `CHUNK_FRAMES` frames, computed when the cache was
+    filled. A read checks each chunk it touches, once per instance; a chunk that fails is
+    decoded again from the video and rewritten, and a cache file cut short (or one without
+    checksums) is filled anew; either way the run says so in one line."""
+
+    CHUNK_FRAMES = 64
 
     def __init__(self, video: Video, root: str | Path) -> None:
         super().__init__(key=video.key, fps=video.fps, num_frames=video.num_frames, height=video.height,
@@ -246,24 +254,71 @@ class CachedVideo(Video):
         self._filled = np.zeros(video.num_frames, bool)
         self._store = None
         self._real_end: int | None = None  # set when a read came back short: the true end
+        self._checked: set[int] = set()  # chunks whose checksum this instance has verified
 
-    def _done_count(self) -> int | None:
+    def _done(self) -> dict | None:
+        """The `.done` record ({"frames", "chunk", "sha256"}), or None (absent, or without checksums)."""
         try:
-            return int(self.path.with_suffix(".done").read_text())
+            done = json.loads(self.path.with_suffix(".done").read_text())
         except (OSError, ValueError):
             return None
+        return done if isinstance(done, dict) and {"frames", "chunk", "sha256"} <= set(done) else None
+
+    def _done_count(self) -> int | None:
+        done = self._done()
+        return None if done is None else int(done["frames"])
 
     @property
     def complete(self) -> bool:
-        return self.path.is_file() and self._done_count() is not None
+        return self.path.is_file() and self._done() is not None
+
+    def _open_checked(self, done: dict):
+        """The complete cache as a read-only memory map, or None (and the cache removed, to be
+        filled anew) when the file is cut short or the wrong shape."""
+        try:
+            store = np.load(self.path, mmap_mode="r")
+            if store.shape == (self.num_frames, self.height, self.width, 3):
+                return store
+        except (OSError, ValueError):
+            pass
+        CACHE_LOG.warning("frame cache: %s is damaged (cut short or the wrong shape): filled anew", self.path)
+        self.path.unlink(missing_ok=True)
+        self.path.with_suffix(".done").unlink(missing_ok=True)
+        return None
+
+    def _check_chunks(self, store, done: dict, start: int, stop: int) -> None:
+        """Verify the chunks covering [start, stop) against their recorded SHA-256; rewrite a
+        failing chunk from the video."""
+        size, count = int(done["chunk"]), int(done["frames"])
+        repaired = []
+        for k in range(start // size, math.ceil(stop / size)):
+            if k in self._checked:
+                continue
+            lo, hi = k * size, min((k + 1) * size, count)
+            if hashlib.sha256(np.ascontiguousarray(store[lo:hi]).tobytes()).hexdigest() != done["sha256"][k]:
+                fresh = self.video.frames(lo, hi)
+                writable = np.load(self.path, mmap_mode="r+")
+                writable[lo:lo + len(fresh)] = fresh
+                writable.flush()
+                repaired.append(k)
+            self._checked.add(k)
+        if repaired:
+            CACHE_LOG.warning("frame cache: %d chunk(s) of %s failed their checksum: decoded again", len(repaired),
+                              self.path)
 
     def native_index(self, index: int) -> int:
         inner = getattr(self.video, "native_index", None)
         return inner(index) if inner else index
 
     def frames(self, start: int, stop: int) -> np.ndarray:
-        if self.complete:
-            stop = min(stop, self._done_count())
+        done = self._done() if self.path.is_file() else None
+        if done is None and self.path.is_file():  # a cache written without checksums: filled anew
+            CACHE_LOG.warning("frame cache: %s has no record of its checksums (.done): filled anew", self.path)
+            self.path.unlink()
+        store = None if done is None else self._open_checked(done)
+        if store is not None:
+            stop = min(stop, int(done["frames"]))
+            self._check_chunks(store, done, start, max(start, stop))
             return np.array(np.load(self.path, mmap_mode="r")[start:max(start, stop)])
         out = self.video.frames(start, stop)
         self._keep(start, out, short=len(out) < stop - start)
@@ -286,9 +341,14 @@ class CachedVideo(Video):
         if self._filled.all():
             self._store.flush()
             self._store = None
-            partial.replace(self.path)
             real = self._filled.size if self._real_end is None else self._real_end
-            self.path.with_suffix(".done").write_text(str(real))
+            store = np.load(partial, mmap_mode="r")
+            size = self.CHUNK_FRAMES
+            sums = [hashlib.sha256(np.ascontiguousarray(store[lo:min(lo + size, real)]).tobytes()).hexdigest()
+                    for lo in range(0, real, size)]
+            del store
+            partial.replace(self.path)
+            write_json(self.path.with_suffix(".done"), {"frames": real, "chunk": size, "sha256": sums})
 
 
 def frames_in(video: Video, max_seconds: float | None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import zlib
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from amslib.core.files import sha256_of, write_json
+from amslib.core.files import CACHE_LOG, sha256_of, write_json
 from amslib.core.labels import IGNORE_ID, get_label_set
 from amslib.data.video import SyntheticVideo, Video, VideoError, read_label_png
 
@@ -167,7 +166,6 @@ def read_labelled(video: Video, teacher: Teacher, indices: np.ndarray) -> tuple[
 
 
 CHECKSUM_KEY = "amslib-sha256"  # the PNG text chunk holding a cached label's pixel checksum
-CACHE_LOG = logging.getLogger("amslib.cache")
 
 
 def label_checksum(label: np.ndarray) -> str:

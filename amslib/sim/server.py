@@ -21,6 +21,7 @@ resolution and batch size and cached in <data root>/server_times.json.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -32,7 +33,7 @@ import numpy as np
 
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import SCHEDULERS, ConfigError, RunConfig, ServerConfig
-from amslib.core.files import data_root, write_json
+from amslib.core.files import CACHE_LOG, data_root, write_json
 from amslib.core.profiles import SERVER_PROFILES
 
 MEASURE_REPEATS = 5  # timed repetitions of each step or teacher call (after one untimed warm-up)
@@ -193,17 +194,38 @@ def server_times(config: RunConfig, *, measure: Callable[[], ServerTimes] | None
                            f"profile {server.server_time}")
     key = measured_key(config)
     cache = data_root() / "server_times.json"
-    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    try:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if not isinstance(known, dict):
+            raise ValueError("not a table of measurements")
+    except ValueError as err:  # a damaged file is never read as times: the run refuses
+        raise ConfigError(f"{cache} is damaged ({err}); remove it with `python -m amslib cache --clear "
+                          "server_times` (the next measured run measures again)") from None
+    if key in known and entry_checksum(key, known[key]) != known[key].get("sha256"):
+        CACHE_LOG.warning("server times: the entry for %s in %s is damaged or unchecked: measured again", key, cache)
+        del known[key]
     if key not in known:
         if measure is None:
             raise ConfigError("server_time=measured needs the run's students to time (Simulation.create does it)")
         times = measure()
-        known[key] = {k: v for k, v in asdict(times).items() if k not in ("speedup", "source")}
+        entry = {k: v for k, v in asdict(times).items() if k not in ("speedup", "source")}
+        known[key] = {**entry, "sha256": entry_checksum(key, entry)}
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_json(cache, known)
     entry = known[key]
     return ServerTimes(entry["step_base_s"], entry["step_frame_s"], entry["teacher_frame_s"], server.speedup,
                        "measured on this machine")
+
+
+SERVER_TIME_KEYS = ("step_base_s", "step_frame_s", "teacher_frame_s")
+
+
+def entry_checksum(key: str, entry: dict) -> str | None:
+    """SHA-256 of a measurement's key and its three times (None: a time is missing), recorded
+    with it when it is measured and checked when it is read."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), (int, float)) for k in SERVER_TIME_KEYS):
+        return None
+    return hashlib.sha256(json.dumps([key, *(float(entry[k]) for k in SERVER_TIME_KEYS)]).encode()).hexdigest()
 
 
 def measured_key(config: RunConfig) -> str:
