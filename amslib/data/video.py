@@ -255,6 +255,7 @@ class CachedVideo(Video):
         self._store = None
         self._real_end: int | None = None  # set when a read came back short: the true end
         self._checked: set[int] = set()  # chunks whose checksum this instance has verified
+        self._read: tuple | None = None  # (done record, read-only memory map) once the complete cache is open
 
     def _done(self) -> dict | None:
         """The `.done` record ({"frames", "chunk", "sha256"}), or None (absent, or without checksums)."""
@@ -311,15 +312,18 @@ class CachedVideo(Video):
         return inner(index) if inner else index
 
     def frames(self, start: int, stop: int) -> np.ndarray:
-        done = self._done() if self.path.is_file() else None
-        if done is None and self.path.is_file():  # a cache written without checksums: filled anew
-            CACHE_LOG.warning("frame cache: %s has no record of its checksums (.done): filled anew", self.path)
-            self.path.unlink()
-        store = None if done is None else self._open_checked(done)
-        if store is not None:
+        if self._read is None and self.path.is_file():  # opened once: the record and the map are kept
+            done = self._done()
+            if done is None:  # a cache written without checksums: filled anew
+                CACHE_LOG.warning("frame cache: %s has no record of its checksums (.done): filled anew", self.path)
+                self.path.unlink()
+            store = None if done is None else self._open_checked(done)
+            self._read = None if store is None else (done, store)
+        if self._read is not None:
+            done, store = self._read
             stop = min(stop, int(done["frames"]))
-            self._check_chunks(store, done, start, max(start, stop))
-            return np.array(np.load(self.path, mmap_mode="r")[start:max(start, stop)])
+            self._check_chunks(store, done, start, max(start, stop))  # a repair writes through to the shared map
+            return np.array(store[start:max(start, stop)])
         out = self.video.frames(start, stop)
         self._keep(start, out, short=len(out) < stop - start)
         return out
