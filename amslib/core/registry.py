@@ -94,6 +94,8 @@ TEACHERS = Registry("teacher kind", {
     "oracle": "amslib.models.zoo:ORACLE",
     "deeplab": "amslib.models.zoo:DEEPLAB",
     "tflite": "amslib.models.zoo:TFLITE",
+    "tfjs": "amslib.models.zoo:TFJS",
+    "rvm": "amslib.models.zoo:RVM",
     "keras": "amslib.models.zoo:KERAS",
     "labels": "amslib.models.zoo:LABELS",
 })

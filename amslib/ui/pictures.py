@@ -47,15 +47,17 @@ def _legend(label_set: LabelSet, classes: tuple[str, ...], width: int) -> Image.
 
 def render_panel(frame: np.ndarray, label: np.ndarray, prediction: np.ndarray, *, label_set: LabelSet,
                  classes: tuple[str, ...], title: str = "", min_height: int = 160,
-                 errors: bool = True) -> Image.Image:
+                 errors: bool = True, captions: tuple[str, str] = ("teacher label", "student prediction"),
+                 errors_caption: str = "errors") -> Image.Image:
     """One frame's panel: frame, teacher label, student prediction and (if `errors`) the
     error mask side by side (scaled up to `min_height` rows), a title line and the class
-    legend below. frame (H, W, 3) uint8; label, prediction (H, W) uint8 ids of `label_set`."""
-    tiles = [("frame", frame), ("teacher label", label_set.colorize(label)),
-             ("student prediction", label_set.colorize(prediction))]
+    legend below. frame (H, W, 3) uint8; label, prediction (H, W) uint8 ids of `label_set`.
+    `captions` name the two label tiles (e.g. two teachers compared)."""
+    tiles = [("frame", frame), (captions[0], label_set.colorize(label)),
+             (captions[1], label_set.colorize(prediction))]
     if errors:
         mask = error_mask(label, prediction)
-        tiles.append((f"errors: {100 * mask.mean():.1f}% of pixels", error_overlay(frame, mask)))
+        tiles.append((f"{errors_caption}: {100 * mask.mean():.1f}% of pixels", error_overlay(frame, mask)))
     h, w = label.shape
     scale = max(1, math.ceil(min_height / h))
     th, tw, pad, top = h * scale, w * scale, 6, 34
