@@ -7,7 +7,7 @@ layer on first use (PEP 562), so `import amslib` itself loads nothing heavy:
     results = ams.compare_schemes(config, ("none", "ams"))
     ams.comparison_table(results); ams.timeline_figure(results)
 
-The layers, bottom to top (README, "Layout"): `amslib.core` (config, label sets, metrics,
+The layers, bottom to top (docs/layout.md): `amslib.core` (config, label sets, metrics,
 files, registries) -> `amslib.data` (manifest, downloads, videos) -> `amslib.models`
 (student, teachers) -> `amslib.sim` (clock, link, codec, training, schemes) ->
 `amslib.analysis` (runs, results, experiments, claims, plots) -> `amslib.ui` (widgets) ->

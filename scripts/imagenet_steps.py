@@ -1,5 +1,5 @@
 """mIoU on a held-out real clip against pretraining steps: from ImageNet or from scratch, and
-how the laptop preset should get an ImageNet student (README, "Students from ImageNet").
+how the laptop preset should get an ImageNet student (docs/students.md, "Students from ImageNet").
 
 The students learn from the other example clips (40 frames each, the selfie teacher's labels,
 as in the real-clip benchmark) and are scored, never updated (`none`), on every frame of the

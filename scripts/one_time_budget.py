@@ -1,4 +1,4 @@
-"""How many training steps One-Time needs to converge on its samples (README, "Decisions").
+"""How many training steps One-Time needs to converge on its samples (docs/decisions.md).
 
 One-Time trains once, on the samples of the first `one_time_s` seconds. This trains the
 laptop student on exactly those samples (r = 1 frame/s, the oracle's labels), all parameters,

@@ -1,5 +1,5 @@
 """How far apart one Adam step moves the scalars, the step gradient-guided selection ranks by
-(README, "Decisions"): from a fresh Adam state it moves nearly every scalar by about lr, so the
+(docs/decisions.md): from a fresh Adam state it moves nearly every scalar by about lr, so the
 ranking is of near-ties; with Adam's moments kept from an earlier update, it spreads out.
 Measured here for notebook 05 and for docs/claims.md.
 """

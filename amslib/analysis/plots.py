@@ -1,4 +1,4 @@
-"""Figures: plotly for interactive curves, PIL for still pictures (README, reports)."""
+"""Figures: plotly for interactive curves, PIL for still pictures (reports)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -51,10 +51,10 @@ class BenchmarkConfig:
     clips: tuple[str, ...] = tuple(CLIPS)
     teacher: str = "tflite:selfie_landscape"
     preset: str = "laptop"
-    width_multiplier: float = 1.0  # the ImageNet backbone's width (README: why not 0.5)
+    width_multiplier: float = 1.0  # the ImageNet backbone's width (docs/students.md: why not 0.5)
     pretrain_steps: int = 300
     # Fit the head only, on features computed once (a 2-core budget); False trains every layer
-    # (`pretrain`): far better on carphone (README, "Students from ImageNet") at ~3 s a step here.
+    # (`pretrain`): far better on carphone (docs/students.md, "Students from ImageNet") at ~3 s a step here.
     freeze_backbone: bool = True
     samples_per_clip: int = 40
     schemes: tuple[str, ...] = ("none", "one_time", "ams", "bn_adapt", "tent", "edge_train")

@@ -53,11 +53,11 @@ class AdaptConfig:
     # Adam's moments across updates: `persist` keeps them from update to update, as the original
     # did (its restore before each update skipped every variable named Adam and the global step);
     # `reset` starts each update from a fresh Adam state, whose first step moves nearly every
-    # scalar by about lr (README, "Decisions"). Each run starts from a fresh state either way.
+    # scalar by about lr (docs/decisions.md). Each run starts from a fresh state either way.
     optimizer_state: str = "persist"
     one_time_s: float = 60.0  # the One-Time baseline trains on the first 60 s only
     # One-Time's single update trains this many steps on its samples (AMS trains `iterations`
-    # at every update); chosen so its training loss has levelled off (README, "Decisions").
+    # at every update); chosen so its training loss has levelled off (docs/decisions.md).
     one_time_iterations: int = 100
     asr: bool = False  # adaptive sampling rate: r follows the scene's change (SPEC.md, "ASR")
     atr: bool = False  # adaptive training rate: longer intervals while r stays low; needs asr

@@ -87,7 +87,7 @@ def spec_for_init(spec: StudentSpec, init: str | None) -> StudentSpec:
         if spec.width_multiplier != IMAGENET_WIDTH:
             raise ValueError(f"--init imagenet is a MobileNetV2 of width {IMAGENET_WIDTH:g}, not {spec.width_multiplier:g}: "
                              f"pretrain with --width-multiplier {IMAGENET_WIDTH:g} and run with --set "
-                             f"width_multiplier={IMAGENET_WIDTH:g} (README, 'Students from ImageNet': why not 0.5)")
+                             f"width_multiplier={IMAGENET_WIDTH:g} (docs/students.md, 'Students from ImageNet': why not 0.5)")
         return replace(spec, padding=IMAGENET_PADDING)
     if init and str(init).endswith(".weights.h5") and Path(init).is_file():
         try:

@@ -17,7 +17,7 @@ exact), `first_and_last` half from each end, `random` a fresh uniform draw at ev
 of by one Adam step's change, then trains all `iterations` steps inside that mask. The reason:
 from a fresh Adam state the first step is lr * g / (|g| + eps'), about lr for every scalar
 whose |g| is well above eps' (1e-7 / sqrt(1 - beta2), 3.2e-6), so ranking by that change
-barely tells the scalars apart (README, "Decisions").
+barely tells the scalars apart (docs/decisions.md).
 """
 from __future__ import annotations
 

@@ -261,7 +261,7 @@ def measure_server(trainer, teacher, frames: np.ndarray, labels: np.ndarray, *, 
     at `batch`) and its teacher on one frame. A teacher that does not compute (the synthetic
     video's exact labels, a folder of labels) is stood in for by the heaviest student the
     workbench builds, width 1.0 at output stride 8, at the run's resolution; the paper's
-    Xception-65 teacher is heavier still (README, "The server's time")."""
+    Xception-65 teacher is heavier still (docs/server.md)."""
     from amslib.models.student import Predictor, StudentSpec, build_student  # deferred: a model is built only when measuring
 
     def steps(b: int) -> float:
