@@ -103,10 +103,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     from amslib.data.video import important_classes, open_video_for  # deferred: slow import
     from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
 
-    overrides = {"video": args.video, "scheme": args.scheme, **parse_set_args(args.set or [])}
+    from amslib.models.student import adopt_student_file  # deferred: slow import
+
+    explicit = parse_set_args(args.set or [])
+    overrides = {"video": args.video, "scheme": args.scheme, **explicit}
     if args.student:
         overrides["student"] = args.student
-    config = with_overrides(preset(args.preset), overrides)
+    config = adopt_student_file(with_overrides(preset(args.preset), overrides), set(explicit))
     teacher = LabelFolderTeacher(args.labels) if args.labels else None
     if args.teacher:
         teacher = _teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
@@ -204,10 +207,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def _sweep_base(args: argparse.Namespace, extra: dict | None = None):
     """The base config of a sweep or of claims: preset, then `extra`, then --set."""
 
-    overrides = {"video": args.video, **(extra or {}), **parse_set_args(args.set or [])}
+    from amslib.models.student import adopt_student_file  # deferred: slow import
+
+    explicit = parse_set_args(args.set or [])
+    overrides = {"video": args.video, **(extra or {}), **explicit}
     if args.student:
         overrides["student"] = args.student
-    return with_overrides(preset(args.preset), overrides)
+    return adopt_student_file(with_overrides(preset(args.preset), overrides), set(explicit))
 
 
 def _job_progress(total: int, desc: str):
@@ -594,7 +600,7 @@ def cmd_agreement(args: argparse.Namespace) -> None:
     with progress_bar("agreement", unit="frame", total=video.num_frames) as update:
         result = teacher_agreement(video, reference, other, max_seconds=args.max_seconds, strip=args.strip,
                                    on_progress=update)
-    print(f"{result.video}: {result.frames} frames at {result.fps:g} fps, {video.height}x{video.width}; "
+    print(f"{args.video}: {result.frames} frames at {result.fps:g} fps, {video.height}x{video.width}; "
           f"reference {args.teacher[0]}, other {args.teacher[1]} (%)")
     print(result.table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     print(f"pixels labelled differently: {100 * result.disagreement.mean():.2f}% on average; most at frames "
@@ -610,7 +616,7 @@ def cmd_agreement(args: argparse.Namespace) -> None:
                                captions=(args.teacher[0], args.teacher[1]), errors_caption="they differ",
                                title=f"frame {i} ({i / video.fps:.1f} s): {100 * result.disagreement[i]:.1f}% differ")
                   for i in result.worst]
-        with atomic_dir(args.out) as staging:
+        with atomic_dir(args.out, marker="agreement.json") as staging:
             write_json(staging / "agreement.json", {**result.summary(), "teachers": list(args.teacher)})
             result.table.to_csv(staging / "agreement.csv", index=False)
             if panels:

@@ -138,3 +138,20 @@ def test_ams_dict_round_trip(student, tmp_path):
     (tmp_path / "list.pkl").write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(CheckpointError, match="holds a list, not a dict"):
         import_weights(student, tmp_path / "list.pkl")
+
+
+def test_a_student_file_brings_its_architecture(tiny_student):
+    """--student FILE adopts the width and head it was saved with; only an explicit --set that
+    conflicts is refused, in one line."""
+    from amslib.core.config import preset, with_overrides
+    from amslib.models.student import adopt_student_file
+
+    laptop = with_overrides(preset("laptop"), {"student": str(tiny_student)})
+    assert (laptop.width_multiplier, laptop.head_channels) == (0.5, 256)
+    adopted = adopt_student_file(laptop)
+    assert (adopted.width_multiplier, adopted.head_channels) == (0.35, 16)
+    assert adopt_student_file(laptop, {"seed"}).width_multiplier == 0.35
+    explicit = with_overrides(laptop, {"width_multiplier": 0.5})
+    with pytest.raises(ValueError, match=r"saved with width_multiplier=0.35, but --set width_multiplier=0.5"):
+        adopt_student_file(explicit, {"width_multiplier"})
+    assert adopt_student_file(preset("laptop")) == preset("laptop")  # the shipped default: nothing to adopt

@@ -22,6 +22,7 @@ from PIL import Image
 from amslib.core.clock import frames_until
 from amslib.core.files import CACHE_LOG, videos_dir, write_json
 from amslib.core.labels import CITYSCAPES19, LabelSet, get_label_set
+from amslib.data.drift import REAL_PREFIX, drift_sequence, real_video_path
 from amslib.data.manifest import get_entry
 from amslib.data.synthetic import CLASSES, StreetConfig, SyntheticStreet
 
@@ -160,8 +161,17 @@ def ffmpeg_reason(err: BaseException) -> str:
 def open_video(spec: str, *, height: int, fps: float, seed: int = 0,
                classes: tuple[str, ...] | None = None, label_set: str | None = None,
                manifest: str | Path | None = None, duration_s: float | None = None) -> Video:
-    """Open 'synthetic:street', a manifest video_id (downloaded), or a local file path.
-    `manifest`: another data_manifest.csv than the repository's."""
+    """Open 'synthetic:street', 'real:drift' or 'real:NAME' (an example clip), a manifest
+    video_id (downloaded), or a local file path. `manifest`: another data_manifest.csv than
+    the repository's. A real video opened with no classes gets its label set's background and
+    person (what its person teachers label)."""
+    if spec.startswith(REAL_PREFIX):
+        labels = get_label_set(label_set or "voc21")
+        video = FileVideo(real_video_path(spec), height=height, fps=fps, label_set=labels,
+                          classes=classes or tuple(n for n in labels.names if n in ("background", "person")) or labels.names)
+        if spec == REAL_PREFIX + "drift":
+            video.scenes = drift_sequence()  # where each scene starts (real:drift's cuts)
+        return video
     if spec.startswith(SYNTHETIC_PREFIX):
         name = spec[len(SYNTHETIC_PREFIX):]
         if name not in SYNTHETIC_VIDEOS:
@@ -193,6 +203,8 @@ def important_classes(spec: str, *, classes: tuple[str, ...] | None = None,
         return tuple(classes)
     if spec.startswith(SYNTHETIC_PREFIX):
         return None
+    if spec.startswith(REAL_PREFIX):
+        return teacher_classes
     if not _is_file_spec(spec):
         try:
             return get_entry(spec, manifest).classes

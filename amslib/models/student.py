@@ -202,6 +202,28 @@ def student_file_spec(path: str | Path) -> dict | None:
     return None if text is None else json.loads(text)
 
 
+def adopt_student_file(config, explicit: set[str] | frozenset[str] = frozenset()):
+    """`config` with the architecture its student file carries (width, output stride, head):
+    a `--student FILE` brings its own, so the user need not know it. A value the user set
+    explicitly (a key of `explicit`, e.g. from --set) that conflicts is refused in one line."""
+    from amslib.core.config import with_overrides  # deferred: the base layer's config, only when adopting
+
+    if str(config.student) == "default" or is_original_checkpoint(Path(config.student)) \
+            or not Path(config.student).is_file():
+        return config
+    saved = student_file_spec(config.student) or {}
+    adopt = {}
+    for field, parameter in _SPEC_FIELDS.items():
+        if parameter is None or field not in saved or saved[field] == getattr(config, parameter):
+            continue
+        if parameter in explicit:
+            raise ValueError(f"student {config.student} was saved with {field}={saved[field]:g}, but --set "
+                             f"{parameter}={getattr(config, parameter):g} asks for another; drop the --set to run "
+                             "the student as saved, or give a student of that architecture")
+        adopt[parameter] = saved[field]
+    return with_overrides(config, adopt) if adopt else config
+
+
 def check_student_file(path: str | Path, spec: StudentSpec) -> None:
     """One clear line when a student file's architecture is not the run's: what it is, and what to set."""
     saved = student_file_spec(path)

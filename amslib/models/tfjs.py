@@ -127,9 +127,6 @@ def graph_def_from_tfjs(model_json: dict, folder: Path):
 
     from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
-    if model_json.get("format") not in (None, "graph-model") or "modelTopology" not in model_json:
-        raise TfjsError("model.json is not a TF.js graph model (format 'graph-model' with a modelTopology); "
-                        "a layers model loads with tensorflowjs's own converter")
     topology = {k: v for k, v in model_json["modelTopology"].items() if k in ("node", "versions", "library") and v}
     source = json_format.ParseDict(topology, tf.compat.v1.GraphDef(), ignore_unknown_fields=True)
     weights = read_weights(model_json, folder)
@@ -160,6 +157,10 @@ class GraphModel:
             model_json = json.loads(self.path.read_text())
         except (ValueError, UnicodeDecodeError) as err:
             raise TfjsError(f"{self.path} is not a TF.js model.json ({err})") from None
+        if not isinstance(model_json, dict) or model_json.get("format") not in (None, "graph-model") \
+                or not isinstance(model_json.get("modelTopology"), dict) or "node" not in model_json["modelTopology"]:
+            raise TfjsError(f"{self.path} is not a TF.js graph model (format 'graph-model' with a modelTopology); "
+                            "a layers model loads with tensorflowjs's own converter")
         self.model_json = model_json
         signature = model_json.get("signature") or model_json["modelTopology"].get("signature") or {}
         self.inputs = {k.split(":")[0]: v["name"] for k, v in signature.get("inputs", {}).items()}
