@@ -785,6 +785,9 @@ def _add_clips_parser(sub) -> None:
     clips.add_argument("--set", nargs="+", metavar="KEY=VALUE", action="extend",
                        help="run settings on top of the benchmark's own (e.g. lr=0.0001), for every run; the "
                             "table's .json records them")
+    clips.add_argument("--teacher", default="tflite:selfie_landscape", help="the truth (e.g. rvm)")
+    clips.add_argument("--student", help="one student for every held-out clip instead of a leave-one-out one each "
+                       "(fewer folds; it must not have learnt from the clips it runs on)")
     clips.add_argument("--runs", default="runs/clips", help="where every run's tables and students go")
     clips.add_argument("--out", default="docs/real_clips.csv", help="the table (a .json of config and timings beside it)")
     clips.set_defaults(func=cmd_clips)
@@ -812,9 +815,11 @@ def cmd_clips(args: argparse.Namespace) -> None:
     for scheme in schemes:
         SCHEMES.check(scheme)
     overrides = tuple(parse_set_args(args.set or []).items())
+    if args.student and held_out is None:
+        raise ValueError("--student runs one student on the --held-out clips: name them (none it learnt from)")
     config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds,
                              freeze_backbone=not args.train_backbone, held_out=held_out, schemes=schemes,
-                             run_overrides=RUN_OVERRIDES + overrides)
+                             run_overrides=RUN_OVERRIDES + overrides, teacher=args.teacher, student=args.student)
     with_overrides(preset(config.preset), dict(config.run_overrides))  # a bad --set fails here, in one line
     with atomic_dir(args.runs, marker=CLIPS_RUNS_MARKER) as staging:
         (staging / CLIPS_RUNS_MARKER).write_text("runs of `python -m amslib clips`\n")

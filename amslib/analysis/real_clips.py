@@ -30,7 +30,7 @@ from amslib.data.examples import CLIPS, example_clip
 from amslib.data.video import CachedVideo, open_video
 from amslib.models.checkpoints import IMAGENET, load_initial_weights
 from amslib.models.pretrain import pretrain, pretrain_head, spec_for_init
-from amslib.models.student import StudentSpec, build_student, save_student
+from amslib.models.student import StudentSpec, adopt_student_file, build_student, save_student
 from amslib.models.teachers import CachedTeacher
 from amslib.models.zoo import parse_teacher
 from amslib.sim.engine import Simulation
@@ -64,12 +64,16 @@ class BenchmarkConfig:
     seed: int = 0
     # the clips that are held out and run (None: every clip); each student still fits on all the others
     held_out: tuple[str, ...] | None = None
+    # one student for every held-out clip instead of a leave-one-out student each (fewer folds:
+    # the clips it learnt from must not be among those run)
+    student: str | None = None
 
     def run_config(self, clip_path: Path, student: Path, seconds: float):
         base = preset(self.preset)
-        return with_overrides(base, {**dict(self.run_overrides), "video": str(clip_path), "student": str(student),
-                                     "width_multiplier": self.width_multiplier, "max_seconds": seconds,
-                                     "seed": self.seed})
+        config = with_overrides(base, {**dict(self.run_overrides), "video": str(clip_path), "student": str(student),
+                                       "width_multiplier": self.width_multiplier, "max_seconds": seconds,
+                                       "seed": self.seed})
+        return adopt_student_file(config, set(dict(self.run_overrides)))
 
 
 @dataclass
@@ -171,9 +175,12 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, *,
     for name, clip in clips.items():
         if config.held_out is not None and name not in config.held_out:
             continue
-        say(f"pretraining a student without {name}")
         start = time.perf_counter()
-        student = leave_one_out_student(name, clips, config, out / name / "student.weights.h5")
+        if config.student is None:
+            say(f"pretraining a student without {name}")
+            student = leave_one_out_student(name, clips, config, out / name / "student.weights.h5")
+        else:
+            student = Path(config.student)
         timings["pretrain_s"][name] = time.perf_counter() - start
         say(f"running {', '.join(config.schemes)} on {name}")
         results, seconds = _run_schemes(config.run_config(example_clip(name), student, clip.seconds), clip, teacher,
@@ -252,11 +259,15 @@ def claims_lines(table: pd.DataFrame | None, sidecar: dict, *, source: str) -> l
         return [f"Not measured: `{source}` is missing; `python -m amslib clips` (or `make clips`) writes it."]
     timings = sidecar.get("timings_s", {})
     total = {k: sum(v.values()) for k, v in timings.items()}
-    fitted = "its head" if sidecar.get("config", {}).get("freeze_backbone", True) else "every layer"
+    setting = sidecar.get("config", {})
+    fitted = "its head" if setting.get("freeze_backbone", True) else "every layer"
+    teacher = setting.get("teacher", "tflite:selfie_landscape")
+    start = (f"One student ({setting['student']}) runs on every clip, none of which it learnt from"
+             if setting.get("student") else f"Each clip's student starts from the ImageNet backbone and has {fitted} "
+             "fitted on the other clips (leave one out)")
     lines = [f"Read from `{source}`, written by `python -m amslib clips` (labelling {total.get('label_s', 0):.0f} s, "
-             f"pretraining {total.get('pretrain_s', 0):.0f} s, runs {total.get('runs_s', 0):.0f} s). Each clip's student "
-             f"starts from the ImageNet backbone and has {fitted} fitted on the other clips (leave one out); the "
-             "selfie teacher's labels are the truth. Cells: pooled mIoU / person IoU, %; person px %: the share "
+             f"pretraining {total.get('pretrain_s', 0):.0f} s, runs {total.get('runs_s', 0):.0f} s). {start}; "
+             f"the labels of `{teacher}` are the truth. Cells: pooled mIoU / person IoU, %; person px %: the share "
              "of the clip's pixels the teacher calls person.", "", benchmark_markdown(table), "",
              "| clip | AMS above `none`? | AMS above `one_time`? |", "|---|---|---|"]
     for clip, rows in table.groupby("clip", sort=False):
