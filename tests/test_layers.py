@@ -169,3 +169,13 @@ def test_an_import_circle_is_found(tmp_path, line):
     with open(package / "sprites.py", "a") as sprites:
         sprites.write(f"\n{line}\n")
     assert _a_cycle(_imports_within(package)) == ["sprites", "street", "sprites"]
+
+
+MAX_MODULE_LINES = 650  # "one job per file": a module past about 600 lines holds more than one
+
+
+def test_every_module_is_short():
+    """No module of amslib over MAX_MODULE_LINES lines (split it by job, as ui/widgets.py was)."""
+    long = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / "amslib").rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
