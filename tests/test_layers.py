@@ -104,3 +104,78 @@ def test_registry_is_the_list_config_validates_against(monkeypatch):
 def test_registry_errors_name_the_choices():
     with pytest.raises(ValueError, match="strategy must be one of gradient_guided, full"):
         STRATEGIES.load("loudest")
+
+
+def _imports_within(package: Path) -> dict[str, set[str]]:
+    """{module: the modules of `package` it imports}, by file stem, counting every import
+    statement: at the top, under `if TYPE_CHECKING:`, and inside functions."""
+    parts = package.parts
+    dotted = ".".join(parts[len(parts) - 1 - parts[::-1].index("amslib"):])  # amslib.data.synthetic
+    names = {path.stem for path in package.glob("*.py") if path.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        found = set()
+        for node in ast.walk(ast.parse((package / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module if node.level == 0 else f"{dotted}.{node.module}"
+                found.add(module)
+                found.update(f"{module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {other for other in names if f"{dotted}.{other}" in found} - {name}
+    return graph
+
+
+def _a_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of `graph` as [a, b, ..., a], or [] when its imports run one way."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return []
+        for other in sorted(graph[name]):
+            if cycle := visit(other, [*path, name]):
+                return cycle
+        done.add(name)
+        return []
+
+    for name in sorted(graph):
+        if cycle := visit(name, []):
+            return cycle
+    return []
+
+
+def test_synthetic_street_modules_import_one_way():
+    """No import circle among the modules of data/synthetic, counting annotation-only and
+    deferred imports (each is a dependency a reader has to follow)."""
+    graph = _imports_within(ROOT / "amslib" / "data" / "synthetic")
+    assert {"street", "background", "sprites", "world", "scene"} <= set(graph)
+    assert "background" in graph["street"]  # the graph sees the package's imports
+    assert _a_cycle(graph) == [], " -> ".join(_a_cycle(graph))
+
+
+@pytest.mark.parametrize("line", [
+    "from amslib.data.synthetic.street import SyntheticStreet",
+    "if TYPE_CHECKING:\n    from amslib.data.synthetic.street import SyntheticStreet",
+    "def _f():\n    from amslib.data.synthetic import street  # deferred\n    return street",
+])
+def test_an_import_circle_is_found(tmp_path, line):
+    """sprites importing street (which imports sprites) at the top, for annotations only, or
+    inside a function is a circle."""
+    package = tmp_path / "amslib" / "data" / "synthetic"
+    shutil.copytree(ROOT / "amslib" / "data" / "synthetic", package, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(package / "sprites.py", "a") as sprites:
+        sprites.write(f"\n{line}\n")
+    assert _a_cycle(_imports_within(package)) == ["sprites", "street", "sprites"]
+
+
+MAX_MODULE_LINES = 650  # "one job per file": a module past about 600 lines holds more than one
+
+
+def test_every_module_is_short():
+    """No module of amslib over MAX_MODULE_LINES lines (split it by job, as ui/widgets.py was)."""
+    long = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / "amslib").rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"

@@ -20,6 +20,11 @@ Layout of the output folder (by default where `amslib.core.files.videos_dir()` l
 A second call with the same request finds <name>.mp4 and its sidecar, checks the sha256,
 and returns at once (idempotent cache). Whole files (no interval, `direct` rows) use
 yt-dlp's own resumable HTTP download (`.part` + Range requests).
+
+The parts: `download_plan` (requests, options, clips, the plan of pieces; pure),
+`download_errors` (DownloadError, and what an error means), `ffmpeg_tools` (probe, count,
+check, join, encode images); here, yt-dlp's calls, the cache, fetching, importing a local
+file and plain files. The names of those parts stay importable from here.
 """
 from __future__ import annotations
 
@@ -29,385 +34,54 @@ import errno
 import json
 import math
 import os
-import re
 import shutil
-import subprocess
-import tarfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
-
-import imageio_ffmpeg
+from urllib.parse import urlparse
 
 from amslib.core.files import sha256_of, videos_dir, write_json
-from amslib.data.manifest import get_entry
-
-SIDECAR_FORMAT = 1
-DEFAULT_MAX_HEIGHT = 480
-DEFAULT_PIECE_S = 60.0
-_EDGE = 1e-6  # frames closer than this (in frames) to a boundary count as on it
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# H.264 at near-transparent quality; no audio (the workbench never uses it).
-_ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-an")
-
-
-class DownloadError(ValueError):
-    """A download that cannot go on; the message says why and what to do, on one line.
-    `kind`: 'disk', 'unavailable', 'network', 'expired', 'rate_limited', 'request' (the request
-    itself is wrong, e.g. an interval past the video's end) or 'other'; the
-    transient ones (TRANSIENT) keep a resumable download's finished pieces."""
-
-    def __init__(self, message: str, *, kind: str = "other") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-TRANSIENT = ("network", "expired", "rate_limited")  # worth retrying; resume state is kept
-
-
-# --------------------------------------------------------------------------- requests
-
-
-@dataclass(frozen=True)
-class Request:
-    """What to fetch. `url`: a YouTube page (or any site yt-dlp knows) or a direct file;
-    `name`: the file stem in the output folder; [start_s, end_s): a section, or both None
-    for the whole file; `max_height`: the tallest video format to choose (None: best)."""
-
-    url: str
-    name: str
-    start_s: float | None = None
-    end_s: float | None = None
-    max_height: int | None = DEFAULT_MAX_HEIGHT
-
-    def __post_init__(self) -> None:
-        if not _NAME.fullmatch(self.name):
-            raise DownloadError(f"'{self.name}' cannot be a file name; use letters, digits, '_', '-', '.'")
-        if (self.start_s is None) != (self.end_s is None):
-            raise DownloadError("give both --start and --end, or neither for the whole video")
-        if self.start_s is not None and not 0 <= self.start_s < self.end_s:
-            raise DownloadError(f"interval {self.start_s}-{self.end_s} s is empty or negative; "
-                                "give 0 <= start < end in seconds")
-        if self.max_height is not None and self.max_height < 16:
-            raise DownloadError(f"max height {self.max_height} is too small; give 16 or more pixels")
-
-    @property
-    def is_section(self) -> bool:
-        return self.start_s is not None
-
-    def key(self) -> dict:
-        """The fields that determine the downloaded content (the cache key)."""
-        return {"source": self.url, "start_s": self.start_s, "end_s": self.end_s,
-                "max_height": self.max_height}
-
-
-@dataclass(frozen=True)
-class Options:
-    """How to fetch (not what): retries of transient network errors, with waits doubling
-    from `retry_wait_s`; the length of a resumable piece; the socket timeout."""
-
-    retries: int = 3
-    retry_wait_s: float = 2.0
-    piece_s: float = DEFAULT_PIECE_S
-    socket_timeout_s: float = 20.0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress report: `done` of `total` `unit`s ('s' of video, or 'B'). `reused`:
-    pieces an interrupted earlier call had already finished."""
-
-    stage: str
-    done: float
-    total: float | None
-    unit: str
-    reused: int = 0
-
-
-@dataclass(frozen=True)
-class Clip:
-    """A downloaded video and the facts its sidecar records. `cut`: 'exact' (a section
-    cut at frame boundaries), 'whole' (the file as served) or 'local' (imported)."""
-
-    path: Path
-    source: str
-    start_s: float | None
-    end_s: float | None
-    max_height: int | None
-    sha256: str
-    size_bytes: int
-    fps: float
-    frames: int
-    duration_s: float
-    width: int
-    height: int
-    cut: str
-    cached: bool = False
-
-    def sidecar(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if k not in ("path", "cached")}
-        return {"format": SIDECAR_FORMAT, "file": self.path.name, **data,
-                "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def name_for_url(url: str) -> str:
-    """A file stem for a URL: YouTube's video id, else the last path component's stem."""
-    parsed = urlparse(url)
-    video_id = parse_qs(parsed.query).get("v", [""])[0]
-    if not video_id and parsed.netloc.endswith("youtu.be"):
-        video_id = parsed.path.strip("/")
-    stem = video_id or Path(parsed.path).stem or parsed.netloc
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "video"
-
-
-def request_for(spec: str, *, start_s: float | None = None, end_s: float | None = None,
-                max_height: int | None = DEFAULT_MAX_HEIGHT, name: str | None = None,
-                manifest: str | Path | None = None) -> Request:
-    """A Request for a manifest `video_id` or a URL. A manifest row's interval applies unless
-    start_s/end_s are given; `manual` rows raise DownloadError saying what to do by hand."""
-    if re.match(r"https?://", spec):
-        return Request(spec, name or name_for_url(spec), start_s, end_s, max_height)
-    entry = get_entry(spec, manifest)
-    if entry.access == "manual":
-        where = f" from {entry.url}" if entry.url else ""
-        raise DownloadError(
-            f"'{spec}' cannot be downloaded automatically ({entry.notes.split('.')[0].strip()}): get it "
-            f"by hand{where}, then run `python -m amslib download {spec} --from PATH`")
-    if start_s is None and end_s is None:
-        start_s, end_s = entry.start_s, entry.end_s
-    return Request(entry.url, name or entry.video_id, start_s, end_s, max_height)
-
-
-# --------------------------------------------------------------------------- planning (pure)
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A part of a section: source times [start_s, end_s) hold exactly `frames` frames;
-    both ends sit half a frame away from the nearest frame."""
-
-    index: int
-    start_s: float
-    end_s: float
-    frames: int
-
-
-def frame_range(start_s: float, end_s: float, fps: float) -> tuple[int, int]:
-    """Source frame indices [first, stop) whose times j / fps lie in [start_s, end_s).
-
-    Assumes a constant frame rate from time 0 (true of YouTube's streams)."""
-    return math.ceil(start_s * fps - _EDGE), math.ceil(end_s * fps - _EDGE)
-
-
-def plan_pieces(start_s: float, end_s: float, fps: float, piece_s: float) -> tuple[Piece, ...]:
-    """Split [start_s, end_s) into pieces of about piece_s seconds, cut between frames."""
-    first, stop = frame_range(start_s, end_s, fps)
-    if stop <= first:
-        raise DownloadError(f"interval {start_s}-{end_s} s holds no frame at {fps:g} fps; widen it")
-    step = stop - first if math.isinf(piece_s) else max(1, round(piece_s * fps))
-    return tuple(
-        Piece(k, max(0.0, (j - 0.5) / fps), (j + min(step, stop - j) - 0.5) / fps, min(step, stop - j))
-        for k, j in enumerate(range(first, stop, step)))
-
-
-def snap_fps(fps: float) -> float:
-    """ffmpeg prints rates rounded (29.97); use the exact NTSC rate when it is one."""
-    for exact in (24000 / 1001, 30000 / 1001, 60000 / 1001):
-        if abs(fps - exact) < 0.006:
-            return exact
-    return fps
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """Video stream facts parsed from ffmpeg's report on a file or URL."""
-
-    fps: float
-    width: int
-    height: int
-    duration_s: float | None
-
-
-def parse_ffmpeg_info(text: str) -> StreamInfo:
-    """Parse `ffmpeg -i` output (stderr) -> StreamInfo; DownloadError if it has no video."""
-    video = re.search(r"Stream #\S+.*?: Video: .*", text)
-    if not video:
-        raise DownloadError("the download holds no video stream; is the URL a video?")
-    size = re.search(r"\b(\d{2,5})x(\d{2,5})\b", video.group(0))
-    rate = re.search(r"([\d.]+) fps", video.group(0)) or re.search(r"([\d.]+) tbr", video.group(0))
-    if not (size and rate):
-        raise DownloadError(f"cannot read the frame size/rate of the video ({video.group(0)[:80]})")
-    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", text)
-    seconds = None if not duration else (
-        int(duration.group(1)) * 3600 + int(duration.group(2)) * 60 + float(duration.group(3)))
-    return StreamInfo(snap_fps(float(rate.group(1))), int(size.group(1)), int(size.group(2)), seconds)
-
-
-# --------------------------------------------------------------------------- errors (pure)
-
-_UNAVAILABLE = ("video unavailable", "private video", "is private", "been removed", "terminated",
-                "http error 404", "http error 410", "http error 403", "members-only",
-                "this video is not available", "sign in to confirm", "unsupported url", "copyright")
-_NETWORK = ("failed to resolve", "name or service not known", "temporary failure in name resolution",
-            "connection refused", "timed out", "network is unreachable", "unable to download",
-            "connection reset", "remote end closed", "incompleteread", "errno 101", "errno 111",
-            "errno 110", "getaddrinfo", "unable to connect", "http error 5", "server returned 5",
-            "error opening input", "input/output error", "end of file", "connection aborted",
-            "content too short", "did not get any data", "more expected", "incomplete read")
-
-
-def _causes(err: BaseException) -> list[BaseException]:
-    """`err`, the exception yt-dlp wrapped in it (`exc_info`), and their causes and contexts."""
-    seen, queue = [], [err]
-    while queue:
-        e = queue.pop(0)
-        if e is None or any(e is s for s in seen):
-            continue
-        seen.append(e)
-        wrapped = getattr(e, "exc_info", None)
-        queue += [wrapped[1] if isinstance(wrapped, tuple) and len(wrapped) > 1 else None, e.__cause__, e.__context__]
-    return seen
-
-
-def _http_status(err: BaseException) -> int | None:
-    for attr in ("status", "code"):
-        value = getattr(err, attr, None)
-        if isinstance(value, int) and 100 <= value < 600:
-            return value
-    return None
-
-
-def classify_error(err: BaseException, *, context: str = "", during_fetch: bool = False) -> str:
-    """The kind of a download failure (see DownloadError.kind), by the exception's type and
-    HTTP status first, its text only as a fallback (ffmpeg's messages have nothing else).
-    `during_fetch`: the failure came after the media download began, where a 403 is most often
-    an expired stream URL (transient), not a removed video."""
-    for e in _causes(err):
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return "disk"
-        status = _http_status(e)
-        if status == 429:
-            return "rate_limited"
-        if status is not None and (status >= 500 or status == 408):
-            return "network"
-        if status in (401, 403):
-            return "expired" if during_fetch else "unavailable"
-        if status in (404, 410, 451):
-            return "unavailable"
-        name = type(e).__name__
-        if name in ("GeoRestrictedError", "UnavailableVideoError") or (name == "ExtractorError" and getattr(e, "expected", False)):
-            return "unavailable"
-        if name in ("TransportError", "IncompleteRead", "ContentTooShortError", "SSLError", "ProxyError") or isinstance(
-                e, (ConnectionError, TimeoutError)):
-            return "network"
-    kind = classify(f"{err} {context}")
-    return "expired" if kind == "unavailable" and during_fetch and "403" in str(err) else kind
-
-
-def classify(message: str) -> str:
-    """'disk', 'unavailable', 'network', 'rate_limited' or 'other' for an error message of
-    yt-dlp/ffmpeg (the text rules; `classify_error` looks at the exception first)."""
-    text = message.lower()
-    if "http error 429" in text or "too many requests" in text:
-        return "rate_limited"
-    if "no space left" in text or "errno 28" in text:
-        return "disk"
-    if any(p in text for p in _UNAVAILABLE):
-        return "unavailable"
-    if any(p in text for p in _NETWORK):
-        return "network"
-    return "other"
-
-
-def short_message(message: str) -> str:
-    """The last meaningful line of a tool's message, without 'ERROR:' and colours."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(message).splitlines()]
-    lines = [line for line in lines if line]
-    text = lines[-1] if lines else "unknown error"
-    return re.sub(r"^(ERROR|error):\s*", "", text)[:300]
-
-
-def explain(message: str, *, source: str, out_dir: Path, resumable: bool, kind: str | None = None) -> DownloadError:
-    """A one-line DownloadError for a failure of yt-dlp or ffmpeg fetching `source` (`kind`
-    from `classify_error`; else from the message's text)."""
-    kind, detail = kind or classify(message), short_message(message)
-    again = " (what was fetched is kept: it resumes)" if resumable else ""
-    if kind == "disk":
-        return DownloadError(f"disk full while writing to {out_dir} ({detail}); free some space "
-                             "or choose another --out, then run the same command again", kind=kind)
-    if kind == "unavailable":
-        return DownloadError(f"{source} is unavailable: removed, private, region- or age-restricted, "
-                             f"or a wrong URL ({detail}); check the URL, or get the video by hand "
-                             "and pass it with --from FILE", kind=kind)
-    if kind == "rate_limited":
-        return DownloadError(f"the server refused more requests for now (HTTP 429, {detail}); wait a few "
-                             f"minutes, then run the same command again{again}", kind=kind)
-    if kind == "expired":
-        return DownloadError(f"the server refused the media stream part-way (HTTP 403: most often an expired "
-                             f"stream address, {detail}); run the same command again{again}", kind=kind)
-    if kind == "network":
-        host = urlparse(source).netloc or source
-        return DownloadError(f"no network: cannot reach {host} ({detail}); check the connection or "
-                             f"proxy, then run the same command again{again}", kind=kind)
-    return DownloadError(f"download of {source} failed: {detail}", kind=kind)
-
-
-# --------------------------------------------------------------------------- ffmpeg helpers
-
-
-def ffmpeg_exe() -> str:
-    """The ffmpeg of imageio-ffmpeg (the only ffmpeg the workbench needs)."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _run_ffmpeg(args: list[str], *, what: str) -> str:
-    """Run ffmpeg; returns its stderr; raises OSError (with errno 28 kept) or DownloadError."""
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True,
-                          text=True, errors="replace")
-    if proc.returncode != 0:
-        if "No space left" in proc.stderr:
-            raise OSError(errno.ENOSPC, f"No space left on device ({what})")
-        raise DownloadError(f"ffmpeg failed while {what}: {short_message(proc.stderr)}")
-    return proc.stderr
-
-
-def probe(source: str | Path, *, headers: dict | None = None) -> StreamInfo:
-    """Frame rate, size and duration of a local file or a URL (reads only the headers)."""
-    args = ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())] if headers else []
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args, "-i", str(source)],
-                          capture_output=True, text=True, errors="replace")
-    if "Stream #" not in proc.stderr:
-        raise DownloadError(f"cannot open {source}: {short_message(proc.stderr)}")
-    return parse_ffmpeg_info(proc.stderr)
-
-
-def count_frames(path: Path) -> int:
-    """Frames in a local video, by decoding it (exact; slower than the header's guess)."""
-    return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
-
-
-def encode_args(max_height: int | None) -> list[str]:
-    """ffmpeg output options: H.264, no audio, height capped at max_height (even sizes)."""
-    scale = [] if max_height is None else [
-        "-vf", f"scale=-2:'trunc(min(ih,{max_height})/2)*2'"]
-    return [*scale, *_ENCODE]
-
-
-def join_pieces(pieces: list[Path], out: Path) -> None:
-    """Concatenate pieces with identical encodings without re-encoding."""
-    if len(pieces) == 1:
-        shutil.copyfile(pieces[0], out)
-        return
-    listing = out.with_suffix(".txt")
-    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in pieces))
-    try:
-        _run_ffmpeg(["-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
-                     "-movflags", "+faststart", str(out)], what="joining the pieces")
-    finally:
-        listing.unlink(missing_ok=True)
+from amslib.data.download_errors import TRANSIENT, DownloadError, classify, classify_error, explain, short_message
+from amslib.data.download_plan import (
+    DEFAULT_MAX_HEIGHT,
+    DEFAULT_PIECE_S,
+    SIDECAR_FORMAT,
+    Clip,
+    Options,
+    Piece,
+    Progress,
+    Request,
+    StreamInfo,
+    frame_range,
+    name_for_url,
+    parse_ffmpeg_info,
+    plan_pieces,
+    request_for,
+    snap_fps,
+)
+from amslib.data.ffmpeg_tools import (
+    IMAGE_SUFFIXES,
+    _run_ffmpeg,
+    archive_to_video,
+    check_clip,
+    count_frames,
+    encode_args,
+    ffmpeg_exe,
+    images_to_video,
+    join_pieces,
+    probe,
+)
+
+# The download API as one module, its parts' names included (callers import them from here).
+__all__ = [
+    "DEFAULT_MAX_HEIGHT", "DEFAULT_PIECE_S", "SIDECAR_FORMAT", "TRANSIENT", "ARCHIVE_SUFFIXES", "IMAGE_SUFFIXES",
+    "Clip", "DownloadError", "Options", "Piece", "Progress", "Request", "StreamInfo", "archive_to_video",
+    "cached_clip", "check_clip", "classify", "classify_error", "count_frames", "encode_args", "explain",
+    "extract", "fetch", "fetch_file", "fetch_piece", "ffmpeg_exe", "format_selector", "frame_range",
+    "images_to_video", "import_local", "is_archive", "join_pieces", "name_for_url", "parse_ffmpeg_info",
+    "plan_pieces", "probe", "request_for", "short_message", "sidecar_path", "snap_fps",
+]
 
 
 # --------------------------------------------------------------------------- yt-dlp calls
@@ -614,15 +288,6 @@ def _fetch_checked(raw: dict, piece: Piece, path: Path, request: Request, option
         "have a variable frame rate; check the interval")
 
 
-def check_clip(path: Path, *, frames: int, fps: float) -> None:
-    """The clip has exactly `frames` frames and lasts frames / fps (within two frames)."""
-    counted = count_frames(path)
-    duration = probe(path).duration_s or 0.0
-    if counted != frames or abs(duration - frames / fps) > 2 / fps:
-        raise DownloadError(f"the joined clip has {counted} frames and lasts {duration:.3f} s where "
-                            f"{frames} frames ({frames / fps:.3f} s) were expected; delete "
-                            f"{path.parent} and download again")
-
 
 def _fetch_section(request: Request, options: Options, work: Path,
                    report: Callable[[Progress], None], log: _Log) -> tuple[Path, str]:
@@ -757,59 +422,6 @@ def fetch(request: Request, *, out_dir: str | Path | None = None, options: Optio
 
 
 # --------------------------------------------------------------------------- local files
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def images_to_video(images: Iterable[bytes], out: Path, *, fps: float, max_height: int | None) -> int:
-    """Encode an iterable of image file contents (bytes, in order) into an mp4 at fps.
-    ffmpeg decodes them from a pipe, so memory stays constant. Returns the image count."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "image2pipe",
-           "-framerate", f"{fps:g}", "-i", "-", *encode_args(max_height), str(out)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    count = 0
-    try:
-        for data in images:
-            proc.stdin.write(data)
-            count += 1
-    except BrokenPipeError:
-        pass
-    finally:
-        proc.stdin.close()
-        error = proc.stderr.read().decode(errors="replace")
-        proc.wait()
-    if proc.returncode != 0 or count == 0:
-        out.unlink(missing_ok=True)
-        raise DownloadError(f"cannot make a video of the images: {short_message(error) if error else 'no images'}")
-    return count
-
-
-def _timestamps_fps(stamps: list[float]) -> float | None:
-    """Frame rate from sorted per-frame timestamps in microseconds (A2D2's `cam_tstamp`)."""
-    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
-        return None
-    return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1e6)
-
-
-def archive_to_video(archive: Path, out: Path, *, fps: float | None = None,
-                     max_height: int | None = DEFAULT_MAX_HEIGHT) -> Path:
-    """A tar of frames (A2D2's camera tars: PNGs with a JSON per frame) -> an mp4.
-
-    Images are taken in name order; the frame rate comes from the JSONs' `cam_tstamp`
-    (microseconds) when they have one, else from `fps`."""
-    with tarfile.open(archive) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
-        images = [m for m in members if Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
-        stamps = sorted(float(json.load(tar.extractfile(m)).get("cam_tstamp", 0))
-                        for m in members if m.name.endswith(".json"))
-        rate = _timestamps_fps([s for s in stamps if s > 0]) or fps
-        if not images:
-            raise DownloadError(f"{archive.name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        if not rate:
-            raise DownloadError(f"{archive.name} does not say its frame rate; give --fps")
-        images_to_video((tar.extractfile(m).read() for m in images), out, fps=rate, max_height=max_height)
-    return out
-
 
 def _cut_local(path: Path, request: Request, out: Path) -> None:
     """Cut [start_s, end_s) of a local video exactly (accurate seek, re-encode) and check it."""

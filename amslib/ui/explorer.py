@@ -33,7 +33,7 @@ from amslib.data.video import Video
 from amslib.models.teachers import Teacher, read_labelled
 from amslib.sim.engine import Simulation
 from amslib.ui.pictures import ERROR_RGB, error_mask, png, render_panel  # noqa: F401 - ERROR_RGB, error_mask: re-exported
-from amslib.ui.widgets import error_text, guarded
+from amslib.ui.controls import error_text, guarded
 
 
 # -- the recording ------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ Timeline of the default 480 s video (segment starts scale with `duration_s`):
   390 s old town, night, rain (from ~400 s), towards dawn at the end
 
 The parts: `looks` (neighbourhoods, timeline, light), `world` (generated once from the seed),
-`canvas` (drawing primitives), `background` (sky, skyline, road, facades), `sprites` (trees,
-cars, people) and `street` (`SyntheticStreet`, one frame from its parts).
+`canvas` (drawing primitives), `scene` (what drawing reads of the world and the street),
+`background` (sky, skyline, road, facades), `sprites` (trees, cars, people) and `street`
+(`SyntheticStreet`, one frame from its parts). Their imports run one way, in that order.
 """
 from amslib.data.synthetic.looks import CLASSES, LIGHTING, LOOKS, TIMELINE, StreetConfig
 from amslib.data.synthetic.street import SyntheticStreet, source_samples

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +21,7 @@ from amslib.data.synthetic.looks import (
     VEGETATION,
     _hash01,
 )
-
-if TYPE_CHECKING:  # annotations only: these modules import this one
-    from amslib.data.synthetic.street import SyntheticStreet
-    from amslib.data.synthetic.world import _World
+from amslib.data.synthetic.scene import _Street, _World
 
 
 # ----------------------------------------------------------------------------------------
@@ -50,7 +46,7 @@ class _Layer:
     albedo: np.ndarray | None = None    # (P, 3) float32 unlit colours, for `glow`
 
 
-def _background(st: SyntheticStreet, v: _View) -> _Canvas:
+def _background(st: _Street, v: _View) -> _Canvas:
     """Label and lit colour of everything but the sprites."""
     h, w, f = st.height, st.width, st._focal
     yh = np.float32(v.horizon) + (st._cols - np.float32(w / 2)) * np.float32(v.roll)   # (1, W)
@@ -99,7 +95,7 @@ def _add_glow(ground: _Layer, rgb: np.ndarray, gidx: np.ndarray, label: np.ndarr
     rgb += albedo * (ground.glow * weight * on)
 
 
-def _sky_layer(st: SyntheticStreet, v: _View, slope: np.ndarray,
+def _sky_layer(st: _Street, v: _View, slope: np.ndarray,
                dy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.uint8, np.ndarray]:
     """Sky palette (H, 3), the distant skyline's colour (3,), label and (H, W) mask.
 
@@ -118,7 +114,7 @@ def _sky_layer(st: SyntheticStreet, v: _View, slope: np.ndarray,
     return sky.astype(np.float32), far, np.uint8(BUILDING if city else VEGETATION), distant
 
 
-def _clouds(st: SyntheticStreet, v: _View, rgb: np.ndarray, label: np.ndarray, yh: np.ndarray,
+def _clouds(st: _Street, v: _View, rgb: np.ndarray, label: np.ndarray, yh: np.ndarray,
             slope: np.ndarray) -> None:
     """Brighten the daytime sky with soft clouds anchored to the view direction (in place)."""
     rows = min(max(math.ceil(yh.max()), 0), st.height)
@@ -131,7 +127,7 @@ def _clouds(st: SyntheticStreet, v: _View, rgb: np.ndarray, label: np.ndarray, y
     rgb[:, :rows] += c * ((v.sky_horizon * 1.05)[:, None, None] - rgb[:, :rows])
 
 
-def _ground_layer(st: SyntheticStreet, v: _View, dy: np.ndarray, slope: np.ndarray) -> _Layer:
+def _ground_layer(st: _Street, v: _View, dy: np.ndarray, slope: np.ndarray) -> _Layer:
     """The road plane seen in rows `dy` (h, W): road, markings, kerbs, sidewalks, lawns."""
     w = st._world
     depth = np.float32(st._focal * _CAM_H_M) / np.maximum(dy, np.float32(0.25))
@@ -208,7 +204,7 @@ def _ground_glow(v: _View, x: np.ndarray, zw: np.ndarray, depth: np.ndarray) -> 
     return (pool + 1.3 * beam) * np.float32(v.lamps)
 
 
-def _facade_layer(st: SyntheticStreet, v: _View, dy: np.ndarray, slope: np.ndarray) -> _Layer:
+def _facade_layer(st: _Street, v: _View, dy: np.ndarray, slope: np.ndarray) -> _Layer:
     """The two facade planes x = +-wall_x: buildings with windows, tree lines, gaps.
 
     The layer covers rows 0..len(mask) only: below the lowest facade foot there is nothing
@@ -262,7 +258,7 @@ def _facade_palette(v: _View, b: dict, idx: np.ndarray, trees: np.ndarray) -> np
                            b["foliage"][idx] * light, _WINDOW_LIT_RGB[None]]).astype(np.float32)
 
 
-def _facade_texture(st: SyntheticStreet, v: _View, idx: np.ndarray, local: np.ndarray,
+def _facade_texture(st: _Street, v: _View, idx: np.ndarray, local: np.ndarray,
                     along: np.ndarray, y: np.ndarray, depth: np.ndarray,
                     trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(h, W) int32 palette index (see `_facade_palette`) and float32 shade of the facades.

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 
 from amslib.data.synthetic.canvas import _LAMP_RGB, _Canvas, _clamp, _flush_rects, _lookup, _paint, _View
 from amslib.data.synthetic.looks import _CAM_H_M, _TEX, CAR, PERSON, VEGETATION
-
-if TYPE_CHECKING:  # annotations only: these modules import this one
-    from amslib.data.synthetic.street import SyntheticStreet
+from amslib.data.synthetic.scene import _Street
 
 
 # ----------------------------------------------------------------------------------------
@@ -32,7 +30,7 @@ class _Batch:
     params: dict[str, np.ndarray]      # (n,) keyword arrays for `draw` and `blocks`
 
 
-def _sprite_jobs(st: SyntheticStreet, v: _View, batch: _Batch) -> list[tuple]:
+def _sprite_jobs(st: _Street, v: _View, batch: _Batch) -> list[tuple]:
     """(depth, queued blocks, drawer or None, drawer keywords) for each sprite of `batch`.
 
     Lighting and haze of all parts, and the blocks of the small sprites, are computed for the
@@ -58,7 +56,7 @@ def _sprite_jobs(st: SyntheticStreet, v: _View, batch: _Batch) -> list[tuple]:
     return jobs
 
 
-def _rect_specs(st: SyntheticStreet, v: _View, x: np.ndarray, z: np.ndarray, half_w: np.ndarray,
+def _rect_specs(st: _Street, v: _View, x: np.ndarray, z: np.ndarray, half_w: np.ndarray,
                 y0: np.ndarray, y1: np.ndarray, label: np.ndarray,
                 rgb: np.ndarray) -> list[list | None]:
     """Screen rectangles of upright rectangles (metres, at least one pixel), for `cv.rects`.
@@ -85,7 +83,7 @@ def _rect_specs(st: SyntheticStreet, v: _View, x: np.ndarray, z: np.ndarray, hal
     return out
 
 
-def _blocks_of(st: SyntheticStreet, v: _View, b: _Batch, shapes: list[tuple]) -> list[list]:
+def _blocks_of(st: _Street, v: _View, b: _Batch, shapes: list[tuple]) -> list[list]:
     """Each sprite's blocks: `shapes` are (dx, half_w, y0, y1, label, rgb) with (n,) arrays
     or scalars (rgb (n, 3)); one `_rect_specs` call does them all."""
     n = len(b.z)
@@ -103,7 +101,7 @@ _BLOCKS_BELOW_PX = {"tree": 8, "car": 8, "person": 11}
 _CAR_DETAIL_PX = 10                       # cars this tall get their side and a shadow
 
 
-def _tree_blocks(st: SyntheticStreet, v: _View, b: _Batch,
+def _tree_blocks(st: _Street, v: _View, b: _Batch,
                  lit: np.ndarray) -> tuple[list, np.ndarray]:
     """Trunks as blocks for every tree; small crowns as blocks too (see _BLOCKS_BELOW_PX)."""
     radius, trunk = b.params["radius"], b.params["trunk"]
@@ -115,7 +113,7 @@ def _tree_blocks(st: SyntheticStreet, v: _View, b: _Batch,
     return blocks, ~small
 
 
-def _car_blocks(st: SyntheticStreet, v: _View, b: _Batch,
+def _car_blocks(st: _Street, v: _View, b: _Batch,
                 lit: np.ndarray) -> tuple[list, np.ndarray]:
     """Small cars as blocks: body, cabin, and two glowing lamps at night."""
     small = 1.42 * st._focal / b.z < _BLOCKS_BELOW_PX["car"]
@@ -132,7 +130,7 @@ def _car_blocks(st: SyntheticStreet, v: _View, b: _Batch,
     return blocks, ~small
 
 
-def _person_blocks(st: SyntheticStreet, v: _View, b: _Batch,
+def _person_blocks(st: _Street, v: _View, b: _Batch,
                    lit: np.ndarray) -> tuple[list, np.ndarray]:
     """Small people as three blocks: trousers, shirt, head."""
     size = b.params["size"]
@@ -145,7 +143,7 @@ def _person_blocks(st: SyntheticStreet, v: _View, b: _Batch,
     return blocks, ~small
 
 
-def _stamp(st: SyntheticStreet, cv: _Canvas, v: _View, stamp: _Stamp, *, x: float, z: float,
+def _stamp(st: _Street, cv: _Canvas, v: _View, stamp: _Stamp, *, x: float, z: float,
            unit: float, lift: float, label: int, parts: np.ndarray) -> tuple | None:
     """Paint `stamp` scaled by `unit` metres and raised `lift` metres, at lateral x, depth z.
 
@@ -166,7 +164,7 @@ def _stamp(st: SyntheticStreet, cv: _Canvas, v: _View, stamp: _Stamp, *, x: floa
     return got
 
 
-def _draw_tree(st: SyntheticStreet, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
+def _draw_tree(st: _Street, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
                x: float, radius: float, trunk: float, seed: int) -> None:
     """A street tree's crown (one of the world's crown stamps); its trunk is a block.
 
@@ -177,7 +175,7 @@ def _draw_tree(st: SyntheticStreet, cv: _Canvas, v: _View, *, z: float, parts: n
            label=VEGETATION, parts=parts)
 
 
-def _draw_person(st: SyntheticStreet, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
+def _draw_person(st: _Street, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
                  x: float, size: float, phase: float) -> None:
     """A walking pedestrian: the stamp of its step `phase`, scaled to its height `size`.
 
@@ -192,7 +190,7 @@ _CAR_LEN_M = 4.3
 _SIDE_DIM = np.float32([[1, 0.85, 1, 1, 1, 1]])          # a car's side paint is a little darker
 
 
-def _draw_car(st: SyntheticStreet, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
+def _draw_car(st: _Street, cv: _Canvas, v: _View, *, z: float, parts: np.ndarray,
               x: float, facing: float, lights: float) -> None:
     """A car `z` m ahead: its side (if seen) then its rear (facing +1) or front (facing -1).
 
@@ -342,7 +340,7 @@ def _car_lights(cv: _Canvas, sl: tuple, xs: np.ndarray, ys: np.ndarray, facing: 
     cv.rgb[:, sl[0], sl[1]] += glow * (colour * glare)[:, None, None]
 
 
-def _draw_car_side(st: SyntheticStreet, cv: _Canvas, v: _View, z: float, x: float,
+def _draw_car_side(st: _Street, cv: _Canvas, v: _View, z: float, x: float,
                    parts: np.ndarray) -> None:
     """The side of a car in the plane x -+ 0.9 m that faces the camera, `z`..`z`+4.3 m deep.
 

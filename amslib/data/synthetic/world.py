@@ -3,8 +3,6 @@ parked cars, people, traffic, the skyline and textures.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from amslib.data.synthetic.looks import (
@@ -28,40 +26,12 @@ from amslib.data.synthetic.looks import (
     _light_keys,
     _segment_keys,
 )
+from amslib.data.synthetic.scene import _World
 from amslib.data.synthetic.sprites import _car_side_stamp, _car_stamp, _crown_stamps, _person_stamps
 
 # ----------------------------------------------------------------------------------------
 # The world: generated once from the seed.
 # ----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class _World:
-    """Everything fixed for the whole video. Object arrays are sorted by world depth z (m)."""
-
-    looks: list[Look]
-    seg_starts_s: np.ndarray      # (K,) segment start times
-    seg_z: np.ndarray             # (K,) world z where each segment starts
-    geo: _Keys                    # cross-faded numeric look fields over time
-    light: _Keys
-    cam_z: np.ndarray             # (N,) camera z per frame
-    phases: np.ndarray            # (12,) phases of the camera's slow motions and shake
-    blocks: dict[str, np.ndarray] # facade blocks of both sides, left side first
-    n_left: int
-    z0: float                     # world z of row 0 of the per-metre tables
-    ground_rgb: np.ndarray        # (Z, 6, 3) float32 colour of each ground material per metre
-    ground_grain: np.ndarray      # (Z, 6) float32 texture contrast per material per metre
-    ground_flags: np.ndarray      # (Z,) uint8 bits: 1 cross L, 2 cross R, 4 zebra, 8 lawn verge
-    bump: np.ndarray              # (Z,) float32 tree-line top wobble, metres
-    trees: dict[str, np.ndarray]
-    parked: dict[str, np.ndarray]
-    people: dict[str, np.ndarray]
-    traffic: dict[str, np.ndarray]
-    traffic_rel: np.ndarray       # (N, C) float32 depth of each moving car ahead of the camera
-    traffic_on: np.ndarray        # (N, C) bool whether it is on the road
-    skyline: np.ndarray           # (2, A) float32 elevation (rad) of distant city / forest
-    tex: np.ndarray               # (256, 256) float32 tileable texture
-    stamps: dict                  # sprite shapes: "trees", "people" (lists), "car", "car_side"
-
 
 def _look_index(seg_z: np.ndarray, z: np.ndarray | float) -> np.ndarray:
     """Index of the segment each world depth `z` belongs to."""
