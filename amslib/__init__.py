@@ -35,11 +35,13 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("open_video", "open_video_for", "SyntheticVideo", "FileVideo", "CachedVideo", "VideoError",
                      "sample_indices"), "amslib.data.video"),
     "example_clip": "amslib.data.examples",
+    **dict.fromkeys(("drift_sequence", "DRIFT_CLIPS"), "amslib.data.drift"),
     "load_manifest": "amslib.data.manifest",
     **dict.fromkeys(("fetch", "request_for"), "amslib.data.download"),
     # students and teachers
     **dict.fromkeys(("StudentSpec", "build_student", "load_student", "save_student"), "amslib.models.student"),
     "pretrain_on_videos": "amslib.models.pretrain",
+    "adopt_student_file": "amslib.models.student",
     **dict.fromkeys(("Teacher", "OracleTeacher", "LabelFolderTeacher", "CachedTeacher", "read_labelled"),
                     "amslib.models.teachers"),
     "parse_teacher": "amslib.models.zoo",
@@ -56,10 +58,14 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("timeline_figure", "comparison_strip", "pareto_figure", "bars_figure", "class_timeline_figure",
                      "class_frequency_figure", "scene_change_figure", "capacity_figure", "server_timeline_figure"),
                     "amslib.analysis.plots"),
+    "teacher_agreement": "amslib.analysis.agreement",
+    **dict.fromkeys(("scene_table", "recovery_table"), "amslib.analysis.scenes"),
+    "RUN_OVERRIDES": "amslib.analysis.real_clips",
     # widgets and teaching
     **dict.fromkeys(("LiveApp", "class_drilldown"), "amslib.ui.widgets"),
     **dict.fromkeys(("ledger_table", "summary_table"), "amslib.ui.readouts"),
     **dict.fromkeys(("FrameExplorer", "record_run"), "amslib.ui.explorer"),
+    "agreement_strip": "amslib.ui.pictures",
     "walkthrough": "amslib.ui.walkthrough:",
 }
 

@@ -12,14 +12,13 @@ from pathlib import Path
 from amslib.cli_videos import frame_cached, open_at_native_fps, teacher_for
 from amslib.core.config import parse_set_args, preset, with_overrides
 from amslib.core.files import atomic_dir, atomic_write, write_json
-from amslib.core.labels import get_label_set
 from amslib.core.progress import progress_bar
 from amslib.core.registry import SCHEMES
 
 
 def cmd_agreement(args: argparse.Namespace) -> None:
     from amslib.analysis.agreement import teacher_agreement  # deferred: slow import
-    from amslib.ui.pictures import render_panel, stack  # deferred: slow import
+    from amslib.ui.pictures import agreement_strip  # deferred: slow import
 
     if len(args.teacher) != 2:
         raise ValueError("give two teachers: --teacher REFERENCE --teacher OTHER (e.g. rvm and tflite:selfie_landscape)")
@@ -42,18 +41,12 @@ def cmd_agreement(args: argparse.Namespace) -> None:
         if getattr(teacher, "license", None):
             print(f"licence: {teacher.license}")
     if args.out:
-        label_set = get_label_set(reference.label_set)
-        names = tuple(video.classes)
-        panels = [render_panel(video.frames(int(i), int(i) + 1)[0], reference.labels(video, int(i), int(i) + 1)[0],
-                               other.labels(video, int(i), int(i) + 1)[0], label_set=label_set, classes=names,
-                               captions=(args.teacher[0], args.teacher[1]), errors_caption="they differ",
-                               title=f"frame {i} ({i / video.fps:.1f} s): {100 * result.disagreement[i]:.1f}% differ")
-                  for i in result.worst]
+        strip = agreement_strip(video, reference, other, result, names=tuple(args.teacher)) if len(result.worst) else None
         with atomic_dir(args.out, marker="agreement.json") as staging:
             write_json(staging / "agreement.json", {**result.summary(), "teachers": list(args.teacher)})
             result.table.to_csv(staging / "agreement.csv", index=False)
-            if panels:
-                stack(panels).save(staging / "strip.png")
+            if strip is not None:
+                strip.save(staging / "strip.png")
         print(f"wrote {args.out}")
 
 
@@ -124,13 +117,15 @@ def cmd_drift(args: argparse.Namespace) -> None:
         results = run_drift(config, schemes, video=video, teacher=teacher, out=staging,
                             on_stage=lambda text: print(text, file=sys.stderr, flush=True))
     scenes, recovery = scene_table(results, sequence), recovery_table(results, sequence)
-    command = "python -m amslib " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("amslib") else "python -m amslib drift"
+    command = " ".join(["python -m amslib drift --student", args.student, "--schemes", ",".join(schemes),
+                        *(["--teacher", args.teacher] if args.teacher != "rvm" else []),
+                        *(["--set", *args.set] if args.set else []), "--runs", args.runs, "--out", args.out])
     first = next(iter(results.values()))
     whole = scenes[scenes.scene == "whole"].set_index("scheme")
     summary = {s: r.summary() for s, r in results.items()}
-    text = [f"# real:drift, every scheme", "",
+    text = ["# real:drift, every scheme", "",
             f"Made by `{command}`.", "",
-            f"Scenes: " + ", ".join(f"{c} from {t:g} s" for c, t in zip(sequence.clips, sequence.starts_s))
+            "Scenes: " + ", ".join(f"{c} from {t:g} s" for c, t in zip(sequence.clips, sequence.starts_s))
             + f"; {sequence.duration_s:g} s in all. Teacher: {teacher.name}"
             + (f" ({teacher.license})" if getattr(teacher, "license", None) else "") + ".", "",
             f"Conditions: {conditions_text(first.config, first.server_times)}", "",

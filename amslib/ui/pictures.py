@@ -92,3 +92,18 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def agreement_strip(video, reference, other, agreement, *, names: tuple[str, str]) -> Image.Image:
+    """The frames where two teachers disagree most (`agreement.worst`, from
+    `analysis.agreement.teacher_agreement`): each frame, both teachers' labels (captioned with
+    `names`) and where they differ, one panel per frame, stacked."""
+    panels = []
+    for i in (int(k) for k in agreement.worst):
+        frame = video.frames(i, i + 1)[0]
+        panels.append(render_panel(frame, reference.labels(video, i, i + 1)[0], other.labels(video, i, i + 1)[0],
+                                   label_set=video.label_set, classes=tuple(video.classes), captions=names,
+                                   errors_caption="they differ",
+                                   title=f"frame {i} ({i / video.fps:.1f} s): {100 * agreement.disagreement[i]:.1f}% "
+                                         "of pixels differ"))
+    return stack(panels)
