@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny labelled video and a tiny student, so engine tests run in seconds."""
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,14 +14,21 @@ from amslib.data.video import Video  # noqa: E402
 from amslib.models.teachers import Teacher  # noqa: E402
 
 TINY_CLASSES = ("road", "building", "sky")
+# where `make test` fetched the rvm teacher's weights (the user's data root, before the suite's own)
+USER_RVM = Path(os.environ.get("AMS_DATA_DIR", Path.home() / ".cache" / "amslib")) / "models" / "rvm"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_data_dir(tmp_path_factory):
     """The suite's $AMS_DATA_DIR is its own: it never writes into (or reads from) the user's
-    cache of videos, labels and measured server times."""
+    cache of videos, labels and measured server times. Only the rvm teacher's fetched weights
+    are shared (linked, read-only use), so no test fetches them from the registry."""
+    root = tmp_path_factory.mktemp("ams_data")
+    if USER_RVM.is_dir():
+        (root / "models").mkdir()
+        (root / "models" / "rvm").symlink_to(USER_RVM.resolve())
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AMS_DATA_DIR", str(tmp_path_factory.mktemp("ams_data")))
+        patch.setenv("AMS_DATA_DIR", str(root))
         yield
 
 

@@ -32,9 +32,9 @@ from amslib.models.tfjs import (
 )
 from amslib.models.zoo import TeacherError, parse_spec
 
+from conftest import USER_RVM  # noqa: E402  (where `make test` fetched RVM)
+
 DATA = Path(__file__).parent / "data"
-# the data root before the suite gave itself its own (conftest): where `make test` fetched RVM
-USER_RVM = Path(os.environ.get("AMS_RVM_DIR", Path.home() / ".cache" / "amslib" / "models" / "rvm"))
 
 
 # --------------------------------------------------------------------------- a fabricated model
