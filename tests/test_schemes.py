@@ -344,3 +344,29 @@ def test_cached_model_teacher_labels_the_decoded_frames_of_a_lossy_uplink(tiny_s
     again = simulate(config, video=video, teacher=cached)
     assert inner.labelled == labelled + 2  # only the two new frames above: the run read its labels back
     pd.testing.assert_frame_equal(again.updates.drop(columns="train_wall_s"), bare.updates.drop(columns="train_wall_s"))
+
+
+def test_balanced_loss_weighs_each_class_alike(tiny_student, tiny_video):
+    """class_weighting=balanced averages each class present, then the classes; `pixels`
+    averages every pixel: both against the per-pixel cross-entropy computed here."""
+    import keras
+    import numpy as np
+
+    from amslib.models.student import StudentSpec, load_student
+    from amslib.sim.training import Trainer
+
+    spec = StudentSpec(num_classes=19, height=32, width=64, width_multiplier=0.35, head_channels=16)
+    frames, labels = tiny_video.frames(0, 2), tiny_video.labels(0, 2)
+    labels[:, :9, :] = 255  # ignored pixels count in neither; the top class keeps a sliver
+    model = load_student(spec, tiny_student)
+    logits = model(frames.astype(np.float32), training=False)
+    keep = labels != 255
+    ce = keras.losses.sparse_categorical_crossentropy(np.where(keep, labels, 0), logits, from_logits=True).numpy()
+    present = [c for c in tiny_video.class_ids if (labels == c).any()]
+    expected = {"pixels": ce[keep].mean(), "balanced": np.mean([ce[labels == c].mean() for c in present])}
+    shares = [(labels == c).mean() for c in present]
+    assert max(shares) > 2 * min(shares)  # unequal classes: the two losses differ
+    for weighting, value in expected.items():
+        trainer = Trainer(model, class_ids=tiny_video.class_ids, lr=1e-3, class_weighting=weighting)
+        assert float(trainer._loss_and_gradients(frames, labels)[0]) == pytest.approx(value, rel=1e-4)
+    assert abs(expected["pixels"] - expected["balanced"]) > 1e-3

@@ -18,6 +18,7 @@ from amslib.core.registry import SCHEMES, STRATEGIES
 # (amslib/core/registry.py); validation below reads them.
 UPLINK_CODECS = ("png", "h264")
 OPTIMIZER_STATES = ("persist", "reset")  # AdaptConfig.optimizer_state
+CLASS_WEIGHTINGS = ("pixels", "balanced")  # AdaptConfig.class_weighting
 EDGE_TRAIN_TIMES = ("off", "profile")  # EdgeConfig.edge_train_time
 # ServerConfig.server_time: "off" (the server's work is free), "measured" (timed on this
 # machine once, cached), "fixed" (the step_*/teacher_frame_s fields), or a shipped profile
@@ -55,6 +56,10 @@ class AdaptConfig:
     # `reset` starts each update from a fresh Adam state, whose first step moves nearly every
     # scalar by about lr (docs/decisions.md). Each run starts from a fresh state either way.
     optimizer_state: str = "persist"
+    # The training loss: `pixels` averages every pixel (the original's); `balanced` averages each
+    # class present in the batch, then the classes, so a class on 1% of the pixels weighs as
+    # much as the background (a remedy for a rare class being forgotten, docs/real-videos.md).
+    class_weighting: str = "pixels"
     one_time_s: float = 60.0  # the One-Time baseline trains on the first 60 s only
     # One-Time's single update trains this many steps on its samples (AMS trains `iterations`
     # at every update); chosen so its training loss has levelled off (docs/decisions.md).
@@ -76,6 +81,8 @@ class AdaptConfig:
         _check(self.strategy in STRATEGIES, f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'")
         _check(self.one_time_s > 0, f"one_time_s must be > 0 seconds, got {self.one_time_s}")
         _check(self.one_time_iterations >= 1, f"one_time_iterations must be >= 1, got {self.one_time_iterations}")
+        _check(self.class_weighting in CLASS_WEIGHTINGS,
+               f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)}, got '{self.class_weighting}'")
         _check(self.optimizer_state in OPTIMIZER_STATES,
                f"optimizer_state must be one of {', '.join(OPTIMIZER_STATES)}, got '{self.optimizer_state}'")
         _check(0 < self.asr_min_fps <= self.asr_max_fps <= 60,

@@ -57,7 +57,8 @@ class Students:
     @staticmethod
     def key_for(config: RunConfig, video: Video) -> tuple:
         return (config.student, video.label_set.name, video.height, video.width, video.class_ids,
-                config.width_multiplier, config.output_stride, config.head_channels, config.edge_batch)
+                config.width_multiplier, config.output_stride, config.head_channels, config.edge_batch,
+                config.adapt.class_weighting)  # the trainer's loss is traced with it
 
     @classmethod
     def load(cls, config: RunConfig, video: Video) -> "Students":
@@ -68,7 +69,8 @@ class Students:
         server = load_student(spec, config.student)
         return cls(key=cls.key_for(config, video),
                    predictor=Predictor(edge, batch_size=config.edge_batch),
-                   trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr),
+                   trainer=Trainer(server, class_ids=video.class_ids, lr=config.adapt.lr,
+                                   class_weighting=config.adapt.class_weighting),
                    pretrained=flat_weights(edge),
                    server_predictor=Predictor(server, batch_size=config.edge_batch),
                    pretrained_state=edge.get_weights())

@@ -24,8 +24,10 @@ class Trainer:
     BatchNorm runs in inference mode: batches of 10 are too small for its statistics.
     """
 
-    def __init__(self, model: keras.Model, *, class_ids: tuple[int, ...], lr: float) -> None:
+    def __init__(self, model: keras.Model, *, class_ids: tuple[int, ...], lr: float,
+                 class_weighting: str = "pixels") -> None:
         self.model = model
+        self.balanced = class_weighting == "balanced"  # AdaptConfig.class_weighting
         self.optimizer = keras.optimizers.Adam(learning_rate=lr)
         variables = model.trainable_variables
         self.optimizer.build(variables)
@@ -52,7 +54,13 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(tf.cast(frames, tf.float32), training=False)
             ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-            loss = tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+            if self.balanced:  # each present class's mean, then their mean
+                counts = tf.math.bincount(tf.reshape(targets, [-1]), weights=tf.reshape(weights, [-1]),
+                                          minlength=256, maxlength=256)
+                per_pixel = weights / tf.maximum(tf.gather(counts, targets), 1.0)
+                loss = tf.reduce_sum(ce * per_pixel) / tf.maximum(tf.reduce_sum(tf.cast(counts > 0, tf.float32)), 1.0)
+            else:
+                loss = tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
         return loss, tape.gradient(loss, self.model.trainable_variables)
 
     def _train_step(self, frames, labels):
