@@ -720,7 +720,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
                       descending=args.reverse,
                       on_skip=lambda folder, reason: print(f"skipped {folder}: {reason}", file=sys.stderr))
     print(runs_text(table))
-    print(f"{len(table)} run(s) under {args.dir}; load one with ams.load_run(PATH) (PATH: {args.dir}/RUN)")
+    print(f"{len(table)} run(s) under {args.dir}; in Python: ams.load_run({table['path'][0]!r}) (the first)")
 
 
 # --------------------------------------------------------------------------- the real-clip benchmark

@@ -67,9 +67,10 @@ def check_run(folder: str | Path) -> tuple[RunConfig, dict]:
         if changed:
             raise DamagedRun(f"{', '.join(changed)} missing or changed since the run was saved ({CHECKSUMS_FILE})")
     meta = _read_json(folder / CONFIG_FILE)
+    if not isinstance(meta.get("classes"), list):
+        raise DamagedRun(f"{CONFIG_FILE} does not describe a run (no list of classes)")
     try:
         config = RunConfig.from_dict(meta["config"])
-        tuple(meta["classes"])
     except (KeyError, TypeError, ValueError) as err:
         raise DamagedRun(f"{CONFIG_FILE} does not describe a run ({type(err).__name__}: {err})") from None
     try:
@@ -116,13 +117,18 @@ def list_runs(root: str | Path = "runs", *, scheme: str | Iterable[str] | None =
         except DamagedRun as err:
             (on_skip or _warn_skip)(folder, str(err))
             continue
-        rows.append(_row(folder, Path(root), summary))
+        rows.append(_row(folder, Path(root), config, summary))
         params.append(flat_parameters(config))
     if not rows:
         raise ValueError(f"{root} holds no saved runs (a run folder has {', '.join(RUN_FILES)}); "
                          "save one with python -m amslib run --out DIR, demo or sweep")
     table = pd.DataFrame(rows)
-    keep = _matching(table, "scheme", scheme, root) & _matching(table, "video", video, root)
+    wanted = {"scheme": _as_set(scheme), "video": _as_set(video)}
+    keep = pd.Series(True, index=table.index)
+    for column, values in wanted.items():
+        keep &= table[column].isin(values) if values else True
+    if not keep.any():
+        raise ValueError(_no_match(table, root, wanted))
     table = _with_differences(table, [p for p, k in zip(params, keep) if k], keep)
     return _sorted(table, sort_by, descending)
 
@@ -167,26 +173,24 @@ def _load(folder: Path) -> RunResult:
         raise DamagedRun(f"its tables are unreadable ({type(err).__name__}: {err})") from None
 
 
-def _row(folder: Path, root: Path, summary: dict) -> dict:
+def _row(folder: Path, root: Path, config: RunConfig, summary: dict) -> dict:
     written = folder / SUMMARY_FILE if (folder / SUMMARY_FILE).is_file() else folder / CONFIG_FILE
     return {"run": folder.relative_to(root).as_posix() if folder != root else ".",
-            "scheme": summary.get("scheme"), "video": summary.get("video"),
+            "scheme": config.scheme, "video": config.video,
             **{k: summary.get(k) for k in NUMBER_COLUMNS},
             "date": pd.Timestamp(datetime.fromtimestamp(written.stat().st_mtime)), "path": str(folder)}
 
 
-def _matching(table: pd.DataFrame, column: str, wanted: str | Iterable[str] | None, root) -> pd.Series:
-    """Rows whose `column` is one of `wanted` (all rows for None); ValueError naming the
-    values present when none matches."""
-    if wanted is None:
-        return pd.Series(True, index=table.index)
-    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-    keep = table[column].isin(wanted)
-    if not keep.any():
-        present = ", ".join(sorted(map(str, table[column].unique())))
-        raise ValueError(f"no run under {root} has {column} {' or '.join(sorted(wanted))}; "
-                         f"its runs have {column}: {present}")
-    return keep
+def _as_set(values: str | Iterable[str] | None) -> set[str]:
+    return set() if values is None else {values} if isinstance(values, str) else set(values)
+
+
+def _no_match(table: pd.DataFrame, root, wanted: dict[str, set[str]]) -> str:
+    """Why no run is left: the filters given, and the values the runs have."""
+    asked = " and ".join(f"{column} {' or '.join(sorted(values))}" for column, values in wanted.items() if values)
+    present = "; ".join(f"{column}: {', '.join(sorted(map(str, table[column].unique())))}"
+                        for column, values in wanted.items() if values)
+    return f"no run under {root} has {asked}; its runs have {present}"
 
 
 def _with_differences(table: pd.DataFrame, params: list[dict], keep: pd.Series) -> pd.DataFrame:
@@ -200,8 +204,8 @@ def _with_differences(table: pd.DataFrame, params: list[dict], keep: pd.Series) 
 
 def _sorted(table: pd.DataFrame, sort_by: str, descending: bool) -> pd.DataFrame:
     if sort_by not in table.columns:
-        raise ValueError(f"cannot sort by '{sort_by}': not a column; choose one of: "
-                         f"{', '.join(c for c in table.columns if c != 'path')}")
+        raise ValueError(f"cannot sort by '{sort_by}': not a column (a parameter is one only where the runs listed "
+                         f"differ in it); choose one of: {', '.join(c for c in table.columns if c != 'path')}")
     table = table.sort_values("run", kind="stable")
     try:
         table = table.sort_values(sort_by, ascending=not descending, kind="stable", na_position="last")
