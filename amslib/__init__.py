@@ -6,6 +6,7 @@ layer on first use (PEP 562), so `import amslib` itself loads nothing heavy:
     config = ams.with_overrides(ams.preset("laptop"), {"max_seconds": 120})
     results = ams.compare_schemes(config, ("none", "ams"))
     ams.comparison_table(results); ams.timeline_figure(results)
+    ams.list_runs("runs"); ams.load_run("runs/demo/ams")   # runs saved earlier
 
 The layers, bottom to top (docs/layout.md): `amslib.core` (config, label sets, metrics,
 files, registries) -> `amslib.data` (manifest, downloads, videos) -> `amslib.models`
@@ -51,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("simulate", "run_simulation", "compare_schemes", "prediction_recorder"), "amslib.analysis.runs"),
     **dict.fromkeys(("RunResult", "load_result", "save_result", "comparison_table", "per_class_table",
                      "SUMMARY_COLUMNS", "conditions", "conditions_text"), "amslib.analysis.results"),
+    **dict.fromkeys(("load_run", "list_runs", "find_runs", "DamagedRun"), "amslib.analysis.saved_runs"),
     **dict.fromkeys(("EXPERIMENTS", "run_experiment"), "amslib.analysis.experiments"),
     **dict.fromkeys(("run_fleet", "save_fleet", "FleetResult"), "amslib.analysis.fleet"),
     **dict.fromkeys(("class_frequencies", "manifest_status", "open_with_teacher", "scene_change_timeline",
@@ -66,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ledger_table", "summary_table"), "amslib.ui.readouts"),
     **dict.fromkeys(("FrameExplorer", "record_run"), "amslib.ui.explorer"),
     "agreement_strip": "amslib.ui.pictures",
+    "RunPicker": "amslib.ui.run_picker",
     "walkthrough": "amslib.ui.walkthrough:",
 }
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m amslib demo|run|pretrain|download|label|bench ...`.
+"""Command line: `python -m amslib demo|run|sweep|runs|pretrain|download|label|bench ...`.
 
 Every user error ends as one line on stderr (`error: ...`) and exit code 2; outputs are
 written only when a command succeeds, each file atomically.
@@ -453,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_drift_parser(sub)
     add_clips_parser(sub)
     add_cache_parser(sub)
+    _add_runs_parser(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; print and write JSON")
     bench.add_argument("--quick", action="store_true", help="fewer frames, shorter runs")
     bench.add_argument("--out", default="runs/bench.json")
@@ -496,3 +497,31 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
     return code or 0
+
+
+# --------------------------------------------------------------------------- saved runs
+
+
+def _add_runs_parser(sub) -> None:
+    runs = sub.add_parser("runs", help="list the runs saved under a folder (searched recursively): scheme, video, "
+                          "the parameters that differ, mIoU, Kbps, updates, date")
+    runs.add_argument("dir", nargs="?", default="runs", help="the folder to search (default: runs)")
+    runs.add_argument("--scheme", help="only runs of these schemes (','-separated)")
+    runs.add_argument("--video", help="only runs on these videos (','-separated)")
+    runs.add_argument("--sort", default="date", metavar="COLUMN",
+                      help="sort by this column, e.g. miou_window, downlink_kbps or a parameter (default: date)")
+    runs.add_argument("--reverse", action="store_true", help="largest (or newest) first")
+    runs.set_defaults(func=cmd_runs)
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from amslib.analysis.saved_runs import list_runs, runs_text  # deferred: slow import
+
+    def split(text: str | None) -> list[str] | None:
+        return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+    table = list_runs(args.dir, scheme=split(args.scheme), video=split(args.video), sort_by=args.sort,
+                      descending=args.reverse,
+                      on_skip=lambda folder, reason: print(f"skipped {folder}: {reason}", file=sys.stderr))
+    print(runs_text(table))
+    print(f"{len(table)} run(s) under {args.dir}; in Python: ams.load_run({table['path'][0]!r}) (the first)")

@@ -30,12 +30,12 @@ from amslib.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Pages that other work adds: a link to one passes while the file is missing, and is checked
-# like any other once it exists. docs/saved-runs.md comes with `python -m amslib runs` (issue 25);
-# remove it from here when that page is merged.
-PENDING_PAGES = {ROOT / "docs" / "saved-runs.md"}
+# like any other once it exists (none pending now).
+PENDING_PAGES: set[Path] = set()
 
-# Written by commands (`python -m amslib claims`, `bench`), linked from experiments.md and benchmarks.md.
-GENERATED = {"claims.md", "BENCHMARKS.md"}
+# Written by commands (`python -m amslib claims`, `bench`, `drift`), linked from experiments.md,
+# benchmarks.md and real-videos.md.
+GENERATED = {"claims.md", "BENCHMARKS.md", "real_drift.md"}
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`([^`]+)`")

@@ -18,16 +18,18 @@ PER_NOTEBOOK = {"01_dataset_check.ipynb": {"samples": 8, "thumbnails": 4, "compa
                 "05_how_ams_works.ipynb": {"t_update_s": 20.0, "horizon_s": 10.0},
                 "06_real_clip.ipynb": {"pretrain_steps": 5, "samples": 16, "max_seconds": 14},
                 "07_server_capacity.ipynb": {"devices": 2, "max_seconds": 30, "height": 64, "update_interval_s": 5.0,
-                                             "sweep_devices": (1, 2), "sweep_schedulers": ("fifo",), "workers": 1}}
+                                             "sweep_devices": (1, 2), "sweep_schedulers": ("fifo",), "workers": 1},
+                "08_saved_runs.ipynb": {"max_seconds": 30}}
 # Text that must appear in a notebook's outputs: 00's comparison table; 01 finds road the
 # largest class of the street's labels (and compares two teachers, found_pct); 02 jumps to the first update's arrival; 03's ledger
 # records the mid-run change; 05's size table names every encoder; 06's per-class table names
-# RVM's class, and the cut into vtest at 10 s.
+# the cut into vtest at 10 s; 08 lists and overlays the two example runs it made (fraction 0.05 and 0.2).
 EXPECTED = {"00_quickstart.ipynb": "miou_window", "01_dataset_check.ipynb": "most frequent class: road",
             "02_frame_explorer.ipynb": "(update 1 arrived)",
             "03_live_adaptation.ipynb": "fraction=0.05", "04_compare_policies.ipynb": "sparse_q8",
             "05_how_ams_works.ipynb": "sparse_q8",
-            "06_real_clip.ipynb": "vtest", "07_server_capacity.ipynb": "GPU utilisation"}
+            "06_real_clip.ipynb": "vtest", "07_server_capacity.ipynb": "GPU utilisation",
+            "08_saved_runs.ipynb": "fraction=0.2"}
 
 
 def parameters_index(nb: nbformat.NotebookNode) -> int:

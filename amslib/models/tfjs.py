@@ -123,7 +123,7 @@ def _split_fused(node, graph_def) -> list:
 
 def graph_def_from_tfjs(model_json: dict, folder: Path):
     """A TensorFlow GraphDef with every Const filled and every fused op split."""
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # deferred: with TensorFlow, only when a model loads
 
     from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 

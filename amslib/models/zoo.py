@@ -375,7 +375,7 @@ def _tflite(spec: TeacherSpec, **_) -> Teacher:
 
 
 def _tfjs(spec: TeacherSpec, **_) -> Teacher:
-    from amslib.models.tfjs import TfjsTeacher
+    from amslib.models.tfjs import TfjsTeacher  # deferred: the TF.js loader, only for this kind
 
     return TfjsTeacher(spec.target, label_set=spec.option("labels", "voc21"),
                        value_range=parse_range(spec.option("range", "0,1")),
@@ -384,7 +384,7 @@ def _tfjs(spec: TeacherSpec, **_) -> Teacher:
 
 
 def _rvm(spec: TeacherSpec, *, models_root: Path | None, **_) -> Teacher:
-    from amslib.models.tfjs import RVM_LICENSE, RvmTeacher, fetch_rvm, rvm_ready
+    from amslib.models.tfjs import RVM_LICENSE, RvmTeacher, fetch_rvm, rvm_ready  # deferred: only for rvm
 
     folder = (models_root or models_dir()) / "rvm"
     if not rvm_ready(folder):  # asked for by name: fetched once, pinned by SHA-256
