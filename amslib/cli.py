@@ -141,6 +141,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(_table({config.scheme: summary}))
     print(_delivery_line(summary))
     print(f"conditions: {conditions_text(config, result.server_times)}")
+    if getattr(teacher, "license", None):
+        print(f"teacher licence: {teacher.license}")
     if sim.frames_read is not None:
         print(f"note: the video ended after {sim.frames_read} of the {sim.num_frames} frames its header "
               f"promised (a cut or damaged file?); the run covers its first {sim.frames_read / video.fps:g} s")
