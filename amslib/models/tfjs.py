@@ -82,7 +82,7 @@ def read_weights(model_json: dict, folder: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _split_fused(node, graph_def) -> list:
+def _split_fused(node) -> list:
     """A converter's fused node -> TensorFlow's own ops: op(x, w), BiasAdd(b), activation;
     the last keeps the fused node's name, so its consumers are unchanged."""
     from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
@@ -103,11 +103,10 @@ def _split_fused(node, graph_def) -> list:
         name = node.name if k == len(fused) - 1 else f"{node.name}/{op.lower()}"
         if op == "BiasAdd":
             step = tf.compat.v1.NodeDef(name=name, op="BiasAdd", input=[last, args.pop(0)])
-            step.attr["data_format"].CopyFrom(node.attr["data_format"]) if "data_format" in node.attr else None
+            if "data_format" in node.attr:
+                step.attr["data_format"].CopyFrom(node.attr["data_format"])
         elif op in ("Relu", "Relu6", "Elu", "Sigmoid", "Tanh"):
             step = tf.compat.v1.NodeDef(name=name, op=op, input=[last])
-        elif op == "Prelu":  # x if x > 0 else alpha * x == relu(x) - alpha * relu(-x)
-            raise TfjsError(f"{node.name}: a fused Prelu is not supported by this loader")
         elif op == "LeakyRelu":
             step = tf.compat.v1.NodeDef(name=name, op="LeakyRelu", input=[last])
             step.attr["alpha"].f = node.attr["leakyrelu_alpha"].f
@@ -139,7 +138,7 @@ def graph_def_from_tfjs(model_json: dict, folder: Path):
         elif node.op == "Const" and "value" not in node.attr:
             raise TfjsError(f"constant {node.name} has no weights in the shards; model.json and its .bin do not match")
         if node.op in ("_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul"):
-            graph_def.node.extend(_split_fused(node, graph_def))
+            graph_def.node.extend(_split_fused(node))
         else:
             graph_def.node.add().CopyFrom(node)
     return graph_def
