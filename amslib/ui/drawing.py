@@ -98,6 +98,29 @@ def frame_picture(views: tuple[FrameView, ...], *, label_set: LabelSet, classes:
 
 
 # -- the figure ----------------------------------------------------------------------------
+def plain(value):
+    """`value` with every numpy array as a list and every numpy scalar as a Python number
+    (in dicts, lists and tuples too), for a FigureWidget. The browser sends each redrawn
+    trace back, its typed arrays as JSON objects ({"0": ..., "1": ...}); plotly's
+    `_remove_overlapping_props` then tests `if not input_val` on the array it holds, which
+    raises for a numpy array ("The truth value of an array ... is ambiguous"), in a comm
+    callback nobody sees but JupyterLab's Log Console (issue #24). Lists compare fine."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def widget_figure(fig: go.Figure) -> go.FigureWidget:
+    """A FigureWidget of `fig`, its traces' arrays as lists (`plain`)."""
+    return go.FigureWidget(data=[plain(trace.to_plotly_json()) for trace in fig.data], layout=fig.layout)
+
+
 def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     """Two rows sharing video time: trailing-window mIoU (%) over a reference run's (grey),
     with update-arrival markers; uplink/downlink Kbps averaged so far (lines) and per update
@@ -123,7 +146,7 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
     fig.update_layout(height=520, width=980, template="plotly_white", margin=dict(t=40, b=40),
                       legend=dict(x=1.02, y=1.0))
-    return go.FigureWidget(fig)
+    return widget_figure(fig)
 
 
 def _steps(end: np.ndarray, value: np.ndarray, until_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -146,15 +169,16 @@ def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: 
               for t, text in zip(points["change_t_s"], points["change_text"])]
     end = points["interval_end_s"]
     until_s = float(points["t_s"][-1]) if len(points["t_s"]) else 0.0
+    t_s = plain(points["t_s"])
     with fig.batch_update():
-        fig.data[MIOU].update(x=points["t_s"], y=points["miou_pct"])
-        fig.data[ARRIVALS].update(x=points["arrival_t_s"], y=points["arrival_miou_pct"],
-                                  hovertext=list(points["arrival_text"]))
-        fig.data[UPLINK].update(x=points["t_s"], y=points["uplink_kbps"])
-        fig.data[DOWNLINK].update(x=points["t_s"], y=points["downlink_kbps"])
+        fig.data[MIOU].update(x=t_s, y=plain(points["miou_pct"]))
+        fig.data[ARRIVALS].update(x=plain(points["arrival_t_s"]), y=plain(points["arrival_miou_pct"]),
+                                  hovertext=plain(list(points["arrival_text"])))
+        fig.data[UPLINK].update(x=t_s, y=plain(points["uplink_kbps"]))
+        fig.data[DOWNLINK].update(x=t_s, y=plain(points["downlink_kbps"]))
         for trace, key in ((UPLINK_INTERVAL, "interval_uplink_kbps"), (DOWNLINK_INTERVAL, "interval_downlink_kbps")):
             x, y = _steps(end, points[key], until_s)
-            fig.data[trace].update(x=x, y=y)
+            fig.data[trace].update(x=plain(x), y=plain(y))
         fig.layout.shapes = lines
         fig.layout.annotations = (*titles, *labels)
 
@@ -164,7 +188,7 @@ def draw_reference(fig: go.FigureWidget, reference: RunResult | None, *, name: s
     if reference is None or reference.frames.empty:
         fig.data[REFERENCE].update(x=[], y=[], name="reference")
         return
-    fig.data[REFERENCE].update(x=reference.frames["t_s"].to_numpy(float), y=100.0 * reference.window_miou(),
+    fig.data[REFERENCE].update(x=plain(reference.frames["t_s"].to_numpy(float)), y=plain(100.0 * reference.window_miou()),
                                name=f"reference: {name or reference.config.scheme}")
 
 
