@@ -237,3 +237,15 @@ def test_a_capacity_sweep_writes_fleet_runs_a_table_and_its_figure(base, tmp_pat
     assert "capacity" in sweep.figures
     two = tmp_path / "cap" / "runs" / sweep.jobs[1].name
     assert (two / "device_01" / "frames.csv").is_file() and (two / "server.csv").is_file()
+
+
+def test_sweep_progress_counts_runs_and_passes_results_on(capsys):
+    from amslib.analysis.experiments import Job, sweep_progress
+
+    seen = []
+    with sweep_progress(2, "capacity", lambda job, result: seen.append((job.name, result))) as follow:
+        follow(Job("devices=1", RunConfig()), "r1")
+        follow(Job("devices=2", RunConfig()), "r2")
+    assert seen == [("devices=1", "r1"), ("devices=2", "r2")]
+    err = capsys.readouterr().err  # tqdm's text bar outside a notebook
+    assert "capacity: runs" in err and "2/2" in err and "devices=2" in err
