@@ -48,7 +48,7 @@ _EXPORTS: dict[str, str] = {
     # runs, results, experiments, figures
     **dict.fromkeys(("simulate", "run_simulation", "compare_schemes", "prediction_recorder"), "amslib.analysis.runs"),
     **dict.fromkeys(("RunResult", "load_result", "save_result", "comparison_table", "per_class_table",
-                     "SUMMARY_COLUMNS", "conditions", "conditions_text"), "amslib.analysis.results"),
+                     "SUMMARY_COLUMNS", "conditions", "conditions_table", "conditions_text"), "amslib.analysis.results"),
     **dict.fromkeys(("EXPERIMENTS", "run_experiment"), "amslib.analysis.experiments"),
     **dict.fromkeys(("run_fleet", "save_fleet", "FleetResult"), "amslib.analysis.fleet"),
     **dict.fromkeys(("class_frequencies", "manifest_status", "open_with_teacher", "scene_change_timeline",

@@ -60,6 +60,9 @@ SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", *RESULT_COLUM
 FLEET_COLUMNS = ("miou_window_worst", "staleness_mean_s", "staleness_worst_s", "model_age_mean_s", "model_age_worst_s",
                  "devices_unserved", "server_queue_wait_mean_s",
                  "gpu_utilisation")
+# what `Sweep.view` shows of a run by default
+VIEW_COLUMNS = ("miou_window", "miou_window_worst", "staleness_mean_s", "gpu_utilisation", "uplink_kbps",
+                "downlink_kbps", "num_updates")
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,13 @@ class Sweep:
     results: dict[str, RunResult]
     table: pd.DataFrame
     figures: dict[str, Any]
+
+    def view(self, columns: Iterable[str] = VIEW_COLUMNS, *, digits: int = 2) -> pd.DataFrame:
+        """The table to show: the grid parameters that differ between runs as the index (one
+        column each, not the long `run` name), then `columns` (those the table has), rounded."""
+        params = list(dict.fromkeys(k for job in self.jobs for k in job.params))
+        varied = [k for k in params if self.table[k].astype(str).nunique() > 1] or ["run"]
+        return self.table.set_index(varied)[[c for c in columns if c in self.table]].round(digits)
 
 
 @contextmanager
