@@ -160,6 +160,19 @@ def test_a_redrawn_figure_takes_the_browsers_echo(make_app):
     browser_echo(app.figure)
 
 
+def test_bandwidth_axis_is_scaled_from_the_first_interval_on():
+    from amslib.ui.drawing import bandwidth_axis
+
+    points = curve_points(hand_result())
+    # from 1.0 s on: up 1.33 and 1, down 5.33 and 4, per interval up 1, 2 and down 8, 0: top 1.1 x 8
+    assert bandwidth_axis(points) == (pytest.approx(8.8), ())
+    points["uplink_kbps"] = np.array([500.0, 1.0, 1.0, 1.0])  # one frame's bits over its 0.5 s at t = 0
+    top, (note,) = bandwidth_axis(points)
+    assert top == pytest.approx(8.8) and "500 Kbps" in note["text"]
+    empty = curve_points(replace(hand_result(), updates=hand_result().updates.iloc[:0]))
+    assert bandwidth_axis(empty) == (None, ())
+
+
 def test_intervals_fold_an_update_at_zero_into_the_first():
     """Just-In-Time may update at 0 s: its bits count in the interval ending at the next update."""
     result = hand_result()

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from amslib.analysis.plots import SCHEME_COLORS
+from amslib.analysis.plots import SCHEME_COLORS, settled_top
 from amslib.analysis.results import RunResult
 from amslib.core.labels import LabelSet
 from amslib.sim.state import FramesEvent
@@ -27,6 +27,7 @@ from amslib.ui.readouts import curve_points, reference_gain, server_text, status
 # Trace order in the live figure: the reference first, so its curve lies under the live one.
 REFERENCE, MIOU, ARRIVALS, UPLINK, DOWNLINK, UPLINK_INTERVAL, DOWNLINK_INTERVAL = range(7)
 _CHANGE_COLOR, _REFERENCE_COLOR = "#d62728", "#b0b0b0"
+_UPLINK_COLOR, _DOWNLINK_COLOR = "#8c564b", "#9467bd"
 
 
 def next_draw_delay(draw_s: float, *, budget: float, least_s: float) -> float:
@@ -135,17 +136,21 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     fig.add_scatter(x=[], y=[], name="mIoU", mode="lines", line=dict(color=color), row=1, col=1)
     fig.add_scatter(x=[], y=[], name="update arrived", mode="markers", hoverinfo="text+x",
                     marker=dict(symbol="triangle-up", size=10, color="#2ca02c"), row=1, col=1)
-    fig.add_scatter(x=[], y=[], name="uplink", mode="lines", line=dict(color=color, dash="dot"),
-                    row=2, col=1)
-    fig.add_scatter(x=[], y=[], name="downlink", mode="lines", line=dict(color=color), row=2, col=1)
-    step = dict(mode="lines", line_shape="hv", opacity=0.4, row=2, col=1)
-    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(color=color, dash="dot", width=3), **step)
-    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(color=color, width=3), **step)
+    # the bandwidth lines in colours of their own (the mIoU line has the scheme's) and in a
+    # legend of their own beside their plot, each direction named (issue #24)
+    up, down = dict(color=_UPLINK_COLOR, dash="dot"), dict(color=_DOWNLINK_COLOR)
+    fig.add_scatter(x=[], y=[], name="uplink (frames), average, dotted", mode="lines", line=up,
+                    legend="legend2", row=2, col=1)
+    fig.add_scatter(x=[], y=[], name="downlink (updates), average", mode="lines", line=down,
+                    legend="legend2", row=2, col=1)
+    step = dict(mode="lines", line_shape="hv", opacity=0.4, legend="legend2", row=2, col=1)
+    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(up, width=3), **step)
+    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(down, width=3), **step)
     fig.update_yaxes(range=[0, 100], title_text="mIoU (%)", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", title_text="Kbps", row=2, col=1)
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
-    fig.update_layout(height=520, width=980, template="plotly_white", margin=dict(t=40, b=40),
-                      legend=dict(x=1.02, y=1.0))
+    fig.update_layout(height=560, width=980, template="plotly_white", margin=dict(t=40, b=40),
+                      legend=dict(x=1.02, y=1.0), legend2=dict(x=1.02, y=0.45, yanchor="top"))
     return widget_figure(fig)
 
 
@@ -156,6 +161,26 @@ def _steps(end: np.ndarray, value: np.ndarray, until_s: float) -> tuple[np.ndarr
     if not len(value):
         return np.zeros(0), np.zeros(0)
     return np.append(end, max(until_s, end[-1])), np.append(value, value[-1])
+
+
+def bandwidth_axis(points: dict[str, np.ndarray]) -> tuple[float | None, tuple[dict, ...]]:
+    """The bandwidth axis's top once the first update interval has ended (None before:
+    autorange), scaled from then on (`plots.settled_top`): the average over the first frames
+    is one frame's bits over a fraction of a second; and a note naming that peak when it is
+    off the axis (the hover still gives every value)."""
+    if not len(points["interval_end_s"]):
+        return None, ()
+    settle_s = float(points["interval_end_s"][0])
+    curves = [points["uplink_kbps"], points["downlink_kbps"], points["interval_uplink_kbps"],
+              points["interval_downlink_kbps"]]
+    times = [points["t_s"], points["t_s"], points["interval_end_s"], points["interval_end_s"]]
+    top = settled_top(np.concatenate(times), [np.concatenate(curves)], settle_s=settle_s)
+    peak = max((float(np.nanmax(c)) for c in curves if len(c)), default=0.0)
+    if peak <= top:
+        return top, ()
+    return top, (dict(x=1.0, xref="paper", xanchor="right", y=1.0, yref="y2 domain", showarrow=False,
+                      text=f"axis from {settle_s:g} s: the first frames' average ({peak:,.0f} Kbps) is off it",
+                      font=dict(size=10, color="#666")),)
 
 
 def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: tuple = ()) -> None:
@@ -179,8 +204,10 @@ def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: 
         for trace, key in ((UPLINK_INTERVAL, "interval_uplink_kbps"), (DOWNLINK_INTERVAL, "interval_downlink_kbps")):
             x, y = _steps(end, points[key], until_s)
             fig.data[trace].update(x=plain(x), y=plain(y))
+        top, note = bandwidth_axis(points)
+        fig.layout.yaxis2.range = None if top is None else [0.0, top]
         fig.layout.shapes = lines
-        fig.layout.annotations = (*titles, *labels)
+        fig.layout.annotations = (*titles, *labels, *note)
 
 
 def draw_reference(fig: go.FigureWidget, reference: RunResult | None, *, name: str = "") -> None:
