@@ -272,6 +272,7 @@ class PanelDrawing:
             picture = self.picture()
             if picture is not None:
                 self.image.value = png(picture)
+                self.image.layout.display = None
         if count:  # the error-mask toggle redraws the picture alone
             self.timing.draw_s += time.perf_counter() - started
 
@@ -286,6 +287,9 @@ class PanelDrawing:
                                                           self._reference_pct[self.device],
                                                           warmup_s=self.sim.config.eval.warmup_s))
         notes, state = self._notes, self.state
+        views = self._views()
+        if len(views) == 1:  # the picture lags the run by up to a redraw: say which moment it shows
+            notes = (f"picture: t = {views[0].t_s:.1f} s", *notes)
         if self._showing_arrival and self.source.arrival is not None:
             after = self.source.arrival[1]
             notes = (f"update arrived at frame {after.index} (t = {after.t_s:.2f} s): the frames just "

@@ -179,7 +179,8 @@ class LiveApp(PanelState, FleetView, PolicyControls, PanelDrawing):
         # HTML, not a Label: a long status line wraps instead of being cut
         self.status = widgets.HTML(value="ready: press Start, or Step to the first update",
                                    layout=widgets.Layout(width="980px"))
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        # hidden until its first frame: an empty Image shows the browser's broken-image icon
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.log = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
         self.figure = live_figure(scheme=config.scheme)
         self._titles = tuple(self.figure.layout.annotations)
