@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 import nbformat
@@ -41,6 +42,7 @@ def execute(name: str, folder: Path) -> Path:
 
 
 def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     shots = []
@@ -49,7 +51,8 @@ def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.goto(f"{lab.base}/lab/tree/{name}.ipynb?token={TOKEN}")
         page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=90_000)
-        page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click(timeout=5_000)
+        with suppress(PlaywrightError):  # more room: close the file browser, when it is open
+            page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click(timeout=5_000)
         page.wait_for_timeout(3000)
         cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
         for k in range(cells.count()):

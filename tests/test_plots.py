@@ -35,6 +35,8 @@ def test_timeline_names_each_direction_and_keeps_the_spike_off_the_axis():
     # (8300) / 4 s; the 8 Kbps of the first frame is left out and named
     assert fig.layout.yaxis2.range[1] == pytest.approx(1.1 * 8200 / 3 / 1000)
     assert "8 Kbps" in fig.layout.annotations[1].text and "off the axis" in fig.layout.annotations[1].text
+    up = [t for t in fig.data if t.name.endswith("dotted")]  # the same uplink in both: none's wider, under
+    assert list(up[0].y) == list(up[1].y) and up[0].line.width > up[1].line.width
 
 
 def test_every_device_is_in_the_timeline_legend_even_one_never_served():

@@ -45,8 +45,11 @@ def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
                         subplot_titles=("mIoU, trailing window (%)", "Average bandwidth so far (Kbps)"))
     settle_s = min((r.config.adapt.first_update_s for r in results.values()), default=0.0)
     curves, t_all = [], []
-    for name, result in results.items():
+    for k, (name, result) in enumerate(results.items()):
         color = SCHEME_COLORS.get(name)
+        # schemes that send alike (every scheme's uplink, none's and one_time's empty downlink)
+        # draw the same line: each earlier one wider, under the next, so both show
+        width = 2 + 2.5 * (len(results) - 1 - k)
         t = result.frames["t_s"].to_numpy()
         fig.add_scatter(x=t, y=100 * result.window_miou(), name=name, line=dict(color=color),
                         legendgroup=name, row=1, col=1)
@@ -55,10 +58,10 @@ def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
         down = (cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t,
                                 elapsed) if len(sent) else np.zeros_like(t))
         up = cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t, elapsed)
-        fig.add_scatter(x=t, y=down, name=f"{name}: downlink (updates)", line=dict(color=color),
+        fig.add_scatter(x=t, y=down, name=f"{name}: downlink (updates)", line=dict(color=color, width=width),
                         legend="legend2", row=2, col=1)
-        fig.add_scatter(x=t, y=up, name=f"{name}: uplink (frames), dotted", line=dict(color=color, dash="dot"),
-                        legend="legend2", row=2, col=1)
+        fig.add_scatter(x=t, y=up, name=f"{name}: uplink (frames), dotted",
+                        line=dict(color=color, dash="dot", width=width), legend="legend2", row=2, col=1)
         curves += [down, up]
         t_all += [t, t]
     if curves:
@@ -70,7 +73,8 @@ def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
                                               f"the first frames' average, up to {peak:,.0f} Kbps, is off the axis")
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
     fig.update_layout(height=640, template="plotly_white", legend=dict(orientation="h", y=1.08),
-                      legend2=dict(x=1.02, y=0.42, yanchor="top", title_text="bandwidth"))
+                      legend2=dict(x=1.02, y=0.42, yanchor="top",
+                                   title_text="bandwidth (equal lines:<br>the wider one under)"))
     return fig
 
 
