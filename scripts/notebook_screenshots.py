@@ -35,7 +35,8 @@ def execute(name: str, folder: Path) -> Path:
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     params = {k: v for k, v in PARAMETERS.get(name, {}).items() if k in declared_names(nb)}
     nb = with_parameters(nb, params) if params else nb
-    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    NotebookClient(nb, timeout=1800, kernel_name="python3", store_widget_state=True,  # progress bars as drawn
+                   resources={"metadata": {"path": str(folder)}}).execute()
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path
@@ -57,7 +58,7 @@ def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
         cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
         for k in range(cells.count()):
             cell = cells.nth(k)
-            cell.scroll_into_view_if_needed()
+            cell.evaluate("el => el.scrollIntoView({block: 'start'})")  # JupyterLab renders cells in view
             page.wait_for_timeout(1500)  # plotly draws once in view
             if not cell.locator(".jp-OutputArea-output").count():
                 continue
