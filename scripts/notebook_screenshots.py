@@ -7,11 +7,15 @@ defaults, below: its default sweep takes about 15 minutes on 2 cores), is saved 
 outputs to a temporary folder, opened in JupyterLab in the system Chromium (the browser
 test's machinery, tests/test_browser.py), and every code cell with an output becomes
 docs/screenshots/<notebook>_<cell>.png. 03's screenshots come from the browser test itself
-(AMS_UPDATE_SCREENSHOTS=1 pytest tests/test_browser.py).
+(AMS_UPDATE_SCREENSHOTS=1 pytest tests/test_browser.py). With AMS_EXECUTED_DIR set, the executed
+notebooks are kept there and a later call shoots them again without running them.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import sys
 import tempfile
 from contextlib import suppress
@@ -35,11 +39,21 @@ def execute(name: str, folder: Path) -> Path:
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     params = {k: v for k, v in PARAMETERS.get(name, {}).items() if k in declared_names(nb)}
     nb = with_parameters(nb, params) if params else nb
-    NotebookClient(nb, timeout=1800, kernel_name="python3", store_widget_state=True,  # progress bars as drawn
-                   resources={"metadata": {"path": str(folder)}}).execute()
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+def without_widgets(path: Path) -> None:
+    """Drop the widgets' outputs from an executed notebook: a saved widget shows the text it
+    had when displayed (a progress bar's "0%| | 0/6", "interactive(children=..."), which a
+    still would misread; the shots show the tables and figures."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+    nbformat.write(nb, path)
 
 
 def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
@@ -55,7 +69,7 @@ def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
         with suppress(PlaywrightError):  # more room: close the file browser, when it is open
             page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click(timeout=5_000)
         page.wait_for_timeout(3000)
-        cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+        cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")  # this one, not a restored tab
         for k in range(cells.count()):
             cell = cells.nth(k)
             cell.evaluate("el => el.scrollIntoView({block: 'start'})")  # JupyterLab renders cells in view
@@ -63,7 +77,11 @@ def shoot(lab: Lab, name: str, chromium: str) -> list[Path]:
             if not cell.locator(".jp-OutputArea-output").count():
                 continue
             path = OUT / f"{re.sub(r'^[0-9]+_', '', name)}_cell{k}.png"
-            cell.screenshot(path=str(path))
+            try:
+                cell.screenshot(path=str(path), timeout=20_000)
+            except PlaywrightError as err:  # say which, and go on with the others
+                print(f"{name}: cell {k} not shot: {str(err).splitlines()[0]}", file=sys.stderr)
+                continue
             shots.append(path)
         browser.close()
     return shots
@@ -76,9 +94,22 @@ def main(names: list[str]) -> None:
         folder = Path(tmp) / "notebooks"
         folder.mkdir()
         for name in names:
+            done = Path(os.environ.get("AMS_EXECUTED_DIR", "/nonexistent")) / f"{name}.ipynb"
+            if done.is_file():  # executed before (AMS_EXECUTED_DIR): shot again as it is
+                shutil.copyfile(done, folder / done.name)
+                continue
             print(f"executing {name} ...", flush=True)
-            execute(name, folder)
+            path = execute(name, folder)
+            if os.environ.get("AMS_EXECUTED_DIR"):
+                Path(os.environ["AMS_EXECUTED_DIR"]).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, done)
+        for path in folder.glob("*.ipynb"):
+            without_widgets(path)
         lab = Lab(folder, Path(tmp) / "jupyter")
+        # every cell rendered, not only those in view (JupyterLab 4's default windowing)
+        tracker = lab.home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+        tracker.parent.mkdir(parents=True, exist_ok=True)
+        tracker.write_text(json.dumps({"windowingMode": "none"}))
         try:
             lab.wait_ready(90)
             for name in names:
