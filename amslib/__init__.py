@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     # runs, results, experiments, figures
     **dict.fromkeys(("simulate", "run_simulation", "compare_schemes", "prediction_recorder"), "amslib.analysis.runs"),
     **dict.fromkeys(("RunResult", "load_result", "save_result", "comparison_table", "per_class_table",
-                     "SUMMARY_COLUMNS", "conditions", "conditions_text"), "amslib.analysis.results"),
+                     "SUMMARY_COLUMNS", "conditions", "conditions_table", "conditions_text"), "amslib.analysis.results"),
     **dict.fromkeys(("load_run", "list_runs", "find_runs", "DamagedRun"), "amslib.analysis.saved_runs"),
     **dict.fromkeys(("EXPERIMENTS", "run_experiment"), "amslib.analysis.experiments"),
     **dict.fromkeys(("run_fleet", "save_fleet", "FleetResult"), "amslib.analysis.fleet"),

@@ -10,7 +10,8 @@ frames that starts at the arrival) and stays paused, the picture showing the fra
 after it. While paused it drags the `fraction` slider, sees the status report the pending
 change, presses Resume, waits until the figure marks the update that applied it, and finally
 reads the ledger: the updates before that one used the old fraction, it and those after it the
-new one. Screenshots go to the test's artifact folder (printed on failure), and to
+new one. The notebook must open unmodified, and JupyterLab's Log Console (where a widget
+callback's exception lands, unseen in the notebook) must be empty at the end. Screenshots go to the test's artifact folder (printed on failure), and to
 docs/screenshots/ with AMS_UPDATE_SCREENSHOTS=1.
 
 Without chromium or the `playwright` package the test is skipped locally and fails in CI
@@ -268,6 +269,17 @@ def _arrival_marker_near(page, t_s: float) -> float:
     return min(xs, key=lambda x: abs(x - t_s)) if xs else float("nan")
 
 
+def log_console_entries(page) -> list[str]:
+    """The texts JupyterLab's Log Console shows for the notebook (View > Show Log Console),
+    at its default level (warning: a kernel's output outside any cell comes as error)."""
+    page.locator(".lm-MenuBar-item", has_text=re.compile(r"^View$")).click()
+    page.locator(".lm-Menu-item[data-command='logconsole:open']").click()
+    panel = page.locator(".jp-LogConsolePanel")
+    panel.wait_for(timeout=10_000)
+    page.wait_for_timeout(1000)  # the console renders what its logger holds
+    return panel.locator(".jp-OutputArea-child").all_inner_texts()
+
+
 @pytest.fixture
 def chromium() -> str:
     """The system chromium's path, checked before JupyterLab starts; and playwright's import."""
@@ -344,6 +356,9 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             except PlaywrightError:
                 pytest.fail(f"the notebook's kernel did not start within {WIDGETS_S} s\n{seen()}",
                             pytrace=False)
+            # opened, with its kernel started, the notebook is still unmodified (issue #24)
+            assert page.locator(".lm-TabBar-tab.jp-mod-dirty").count() == 0, \
+                f"the notebook shows as modified right after opening it\n{seen()}"
             # Run > Run All Cells
             page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
             page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
@@ -469,7 +484,12 @@ def test_live_notebook_in_chromium(chromium, lab, artifacts):
             raise
 
         tables = ledger_cell.locator(".jp-OutputArea").evaluate(LEDGER_ROWS)
+        logged = log_console_entries(page)
         browser.close()
+
+    # JupyterLab's Log Console gets what the kernel writes outside a cell, e.g. a widget
+    # callback's traceback (plotly's, 23 of them in a live run: issue #24), at level error
+    assert not logged, "JupyterLab's Log Console holds:\n" + "\n".join(logged)[-3000:]
 
     assert tables, "no ledger table in the ledger cell's output"
     head, rows = tables[-1]["head"], tables[-1]["rows"]

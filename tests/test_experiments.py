@@ -237,3 +237,29 @@ def test_a_capacity_sweep_writes_fleet_runs_a_table_and_its_figure(base, tmp_pat
     assert "capacity" in sweep.figures
     two = tmp_path / "cap" / "runs" / sweep.jobs[1].name
     assert (two / "device_01" / "frames.csv").is_file() and (two / "server.csv").is_file()
+
+
+def test_sweep_progress_counts_runs_and_passes_results_on(capsys):
+    from amslib.analysis.experiments import Job, sweep_progress
+
+    seen = []
+    with sweep_progress(2, "capacity", lambda job, result: seen.append((job.name, result))) as follow:
+        follow(Job("devices=1", RunConfig()), "r1")
+        follow(Job("devices=2", RunConfig()), "r2")
+    assert seen == [("devices=1", "r1"), ("devices=2", "r2")]
+    err = capsys.readouterr().err  # tqdm's text bar outside a notebook
+    assert "capacity: runs" in err and "2/2" in err and "devices=2" in err
+
+
+def test_sweep_view_puts_each_varied_parameter_in_a_column():
+    from amslib.analysis.experiments import Job, Sweep
+
+    jobs = [Job(f"devices={d},scheduler={s}", RunConfig(), {"devices": d, "scheduler": s, "update_interval_s": 10.0})
+            for d in (1, 2) for s in ("fifo",)]
+    table = pd.DataFrame({"run": [j.name for j in jobs], "devices": [1, 2], "scheduler": ["fifo", "fifo"],
+                          "update_interval_s": [10.0, 10.0], "miou_window": [40.123456, 38.98765],
+                          "downlink_kbps": [12.3456, 24.6913], "video": ["synthetic:street"] * 2})
+    view = Sweep("capacity", jobs, {}, table, {}).view()
+    assert view.index.names == ["devices"]  # scheduler and interval do not differ
+    assert list(view.columns) == ["miou_window", "downlink_kbps"]
+    assert view.loc[2, "miou_window"] == 38.99 and view.loc[1, "downlink_kbps"] == 12.35

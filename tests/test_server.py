@@ -404,6 +404,19 @@ def test_the_server_work_left_free_is_named_in_the_conditions():
     assert "server_free_work" not in conditions(_tiny()) and "server_free_work" not in conditions(_tiny(server_time="off"))
 
 
+def test_conditions_table_is_short_and_keeps_each_values_head():
+    from amslib.analysis.results import conditions_table
+
+    table = conditions_table(_tiny(devices=2, scheduler="utility"),
+                             {"step_base_s": 0.1, "step_frame_s": 0.01, "teacher_frame_s": 0.02}, width=40)
+    value = table["value"]
+    assert value["server compute"] == "on the clock (server_time=fixed)"  # its numbers: summary.json
+    assert value["server share"] == "2 devices on 1 GPU(s), utility scheduler"
+    assert value["server free work"].endswith("…") and len(value["server free work"]) == 40
+    assert table.index.name == "condition" and (value.str.len() <= 40).all()
+    assert conditions_table(_tiny(server_time="off"))["value"]["server compute"] == "free (server_time=off)"
+
+
 def test_work_that_can_start_is_taken_before_a_newer_update_in_the_same_frame_withdraws_it():
     # 2 devices on 1 GPU: device 0's training ends at 9.25 s, between frames (5 fps); device 1's
     # job, waiting since 5 s, starts then, and its update due at 9.4 s waits for it; before, the

@@ -39,6 +39,22 @@ def test_file_video_reads_and_resamples(clip):
     np.testing.assert_array_equal(video.frames(3, 4)[0], frames[3])  # rewinding works
 
 
+def test_scaling_a_clip_logs_nothing_but_other_warnings_pass(clip, caplog):
+    # the reader scales 64x128 to 32x64 on purpose: imageio-ffmpeg's frame-size warning would
+    # reach the notebook as a red line per clip (issue #24); other warnings of its logger pass
+    import logging
+
+    from amslib.data.video import _scaling_expected
+
+    video = FileVideo(clip, height=32, fps=5.0, classes=("road",), label_set=CITYSCAPES19)
+    assert video.frames(0, 2).shape == (2, 32, 64, 3)
+    assert "frame size" not in caplog.text
+    with _scaling_expected():
+        logging.getLogger("imageio_ffmpeg").warning("something else went wrong")
+    assert "something else went wrong" in caplog.text
+    assert not logging.getLogger("imageio_ffmpeg").filters  # the filter lasts only the block
+
+
 def test_missing_and_bad_files(tmp_path):
     with pytest.raises(VideoError, match="not found"):
         open_video(str(tmp_path / "nope.mp4"), height=32, fps=5)

@@ -134,6 +134,45 @@ def test_draw_points_shows_each_interval_from_its_end():
     assert len(fig.data[REFERENCE].x) == 0  # drawn apart, by draw_reference
 
 
+def browser_echo(fig) -> None:
+    """What JupyterLab's plotly sends back after a redraw: each trace's full data. An array
+    sent as numpy arrives in the browser as a typed array and comes back as a JSON object
+    ({"0": v0, "1": v1, ...}); a list comes back as a list. plotly's handler raised on the
+    former (issue #24: tracebacks in the Log Console only)."""
+    def echoed(values):
+        return {str(i): v for i, v in enumerate(values.tolist())} if isinstance(values, np.ndarray) else list(values)
+    deltas = [{"uid": trace.uid, **{key: echoed(trace[key]) for key in ("x", "y")
+                                    if trace[key] is not None and len(trace[key])}}
+              for trace in fig.data]
+    fig._js2py_traceDeltas = {"trace_deltas": deltas, "trace_edit_id": fig._last_trace_edit_id}
+
+
+def test_a_redrawn_figure_takes_the_browsers_echo(make_app):
+    from amslib.ui.widgets import draw_reference
+
+    fig = live_figure()
+    draw_points(fig, curve_points(hand_result()))
+    draw_reference(fig, hand_result(), name="none")
+    browser_echo(fig)  # raised ValueError ("truth value of an array ... is ambiguous") with numpy arrays
+    np.testing.assert_allclose(fig.data[UPLINK].y, [2.0, 1.0, 2000 / 1.5 / 1000, 1.0])
+    app = make_app()
+    app.run_blocking()
+    browser_echo(app.figure)
+
+
+def test_bandwidth_axis_is_scaled_from_the_first_interval_on():
+    from amslib.ui.drawing import bandwidth_axis
+
+    points = curve_points(hand_result())
+    # from 1.0 s on: up 1.33 and 1, down 5.33 and 4, per interval up 1, 2 and down 8, 0: top 1.1 x 8
+    assert bandwidth_axis(points) == (pytest.approx(8.8), ())
+    points["uplink_kbps"] = np.array([500.0, 1.0, 1.0, 1.0])  # one frame's bits over its 0.5 s at t = 0
+    top, (note,) = bandwidth_axis(points)
+    assert top == pytest.approx(8.8) and "500 Kbps" in note["text"]
+    empty = curve_points(replace(hand_result(), updates=hand_result().updates.iloc[:0]))
+    assert bandwidth_axis(empty) == (None, ())
+
+
 def test_intervals_fold_an_update_at_zero_into_the_first():
     """Just-In-Time may update at 0 s: its bits count in the interval ending at the next update."""
     result = hand_result()
@@ -598,8 +637,10 @@ def test_class_drilldown_redraws_the_chosen_class():
     box = class_drilldown({"ams": result})
     choose, figure = box.children[0], box.children[1]
     np.testing.assert_allclose(figure.data[0].y, [50.0, 75.0])  # road: 1/2, then 3/4
+    browser_echo(figure)
     choose.value = "sky"
     np.testing.assert_allclose(figure.data[0].y, [50.0, np.nan])  # sky absent in frame 1
+    browser_echo(figure)
     table = per_class_table({"ams": result})  # pooled: road 4/6, sky 2/4
     np.testing.assert_allclose(table.loc["ams"].to_numpy(), [100 * 4 / 6, 50.0], atol=1e-3)
     with pytest.raises(ValueError, match="no runs"):

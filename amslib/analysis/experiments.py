@@ -23,7 +23,8 @@ import itertools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -59,6 +60,9 @@ SUMMARY_COLUMNS = ("scheme", "video", "duration_s", "eval_from_s", *RESULT_COLUM
 FLEET_COLUMNS = ("miou_window_worst", "staleness_mean_s", "staleness_worst_s", "model_age_mean_s", "model_age_worst_s",
                  "devices_unserved", "server_queue_wait_mean_s",
                  "gpu_utilisation")
+# what `Sweep.view` shows of a run by default
+VIEW_COLUMNS = ("miou_window", "miou_window_worst", "staleness_mean_s", "gpu_utilisation", "uplink_kbps",
+                "downlink_kbps", "num_updates")
 
 
 @dataclass(frozen=True)
@@ -338,13 +342,45 @@ class Sweep:
     table: pd.DataFrame
     figures: dict[str, Any]
 
+    def view(self, columns: Iterable[str] = VIEW_COLUMNS, *, digits: int = 2) -> pd.DataFrame:
+        """The table to show: the grid parameters that differ between runs as the index (one
+        column each, not the long `run` name), then `columns` (those the table has), rounded."""
+        params = list(dict.fromkeys(k for job in self.jobs for k in job.params))
+        varied = [k for k in params if self.table[k].astype(str).nunique() > 1] or ["run"]
+        return self.table.set_index(varied)[[c for c in columns if c in self.table]].round(digits)
+
+
+@contextmanager
+def sweep_progress(total: int, name: str, on_result: Callable | None = None) -> Iterator[Callable]:
+    """A callback `follow(job, result)` that moves a bar of runs done out of `total` (the last
+    one finished in its postfix) and passes the call on to `on_result`."""
+    from tqdm.auto import tqdm  # deferred: tqdm.auto probes for Jupyter when imported
+
+    bar = tqdm(total=total, desc=f"{name}: runs", unit="run", leave=True, dynamic_ncols=True)
+
+    def follow(job: Job, result) -> None:
+        bar.set_postfix_str(job.name, refresh=False)
+        bar.update(1)
+        if on_result is not None:
+            on_result(job, result)
+    try:
+        yield follow
+    finally:
+        bar.close()
+
 
 def run_experiment(name: str, base: RunConfig, *, quick: bool = False, axes: dict | None = None,
                    workers: int | None = None, cluster: Any = None, out: str | Path | None = None,
-                   on_result: Callable[[Job, RunResult], None] | None = None, **job_options) -> Sweep:
-    """Build, run, tabulate and plot experiment `name`; with `out`, write its files there."""
+                   on_result: Callable[[Job, RunResult], None] | None = None, progress: bool = False,
+                   **job_options) -> Sweep:
+    """Build, run, tabulate and plot experiment `name`; with `out`, write its files there.
+    `progress`: a bar of the runs done out of all, with tqdm's estimate of the time left."""
     jobs = experiment_jobs(name, base, quick=quick, axes=axes, **job_options)
-    results = run_sweep(jobs, workers=workers, cluster=cluster, on_result=on_result)
+    if progress:
+        with sweep_progress(len(jobs), name, on_result) as follow:
+            results = run_sweep(jobs, workers=workers, cluster=cluster, on_result=follow)
+    else:
+        results = run_sweep(jobs, workers=workers, cluster=cluster, on_result=on_result)
     sweep = Sweep(name, jobs, results, sweep_table(jobs, results), {})
     sweep.figures = sweep_figures(sweep.table, heatmap=EXPERIMENTS[name].heatmap, title=name,
                                   extra=EXPERIMENTS[name].figure)

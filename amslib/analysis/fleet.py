@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from amslib.analysis.results import ResultCollector, RunResult, save_result
+from amslib.analysis.runs import simulation_progress
 from amslib.core.clock import TIME_EPS_S
 from amslib.core.config import ConfigError, RunConfig
 from amslib.core.files import atomic_write, write_json
@@ -112,15 +113,23 @@ def device_configs(config: RunConfig) -> list[RunConfig]:
 
 
 def run_fleet(config: RunConfig, *, students: Students | None = None, teacher=None, video=None,
-              on_event=None) -> FleetResult:
+              on_event=None, progress: bool = False) -> FleetResult:
     """Run `config.server.devices` devices of `config` on one shared server (see the module
-    docstring). `on_event(device, event)` follows it live."""
+    docstring). `on_event(device, event)` follows it live; `progress` draws a bar of the
+    frames done on all devices."""
     sims, server = fleet_simulations(config, students=students, teacher=teacher, video=video)
     collectors = [ResultCollector(sim.config, sim.video.classes) for sim in sims]
-    for k, event in fleet_events(sims, server):
-        collectors[k].add(event)
-        if on_event is not None:
-            on_event(k, event)
+    on_progress, close = (simulation_progress(sum(sim.num_frames for sim in sims), f"{len(sims)} devices")
+                          if progress else (None, lambda: None))
+    try:
+        for k, event in fleet_events(sims, server):
+            collectors[k].add(event)
+            if on_progress is not None:
+                on_progress(event)
+            if on_event is not None:
+                on_event(k, event)
+    finally:
+        close()
     times = None if sims[0].times.free else asdict(sims[0].times)
     results = [replace(c.result(), server_times=times) for c in collectors]
     return FleetResult(config, results, server_table(server), times)

@@ -24,12 +24,32 @@ def cumulative_kbps(event_t_s: np.ndarray, bits: np.ndarray, at_s: np.ndarray,
     return sent[np.searchsorted(event_t_s[order], at_s, side="right")] / elapsed_s / 1000.0
 
 
+def settled_top(t_s: np.ndarray, values: list[np.ndarray], *, settle_s: float, margin: float = 1.1) -> float:
+    """The top of a y-axis for curves `values` over times `t_s` that leaves out the values
+    before `settle_s`: an average "so far" over the first frames is one frame's bits over a
+    fraction of a second (a 2200-Kbps peak at t = 0 flattened the rest, issue #24). `margin`
+    times the largest value from `settle_s` on (of all values, when none is that late)."""
+    t_s = np.asarray(t_s, float)
+    late = t_s >= settle_s
+    pick = [np.asarray(v, float)[late if late.any() else slice(None)] for v in values]
+    finite = np.concatenate([p[np.isfinite(p)] for p in pick]) if pick else np.zeros(0)
+    return margin * float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
 def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
-    """Trailing-window mIoU (%) over time per scheme, and the average up/downlink Kbps so far."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+    """Trailing-window mIoU (%) over time per scheme, and the average up/downlink Kbps so far
+    (downlink solid, uplink dotted, each named in the bandwidth plot's own legend). The
+    bandwidth axis is scaled from the first update on (`settled_top`); the start-up peak it
+    leaves out is named in the subplot's title, and the hover still gives every value."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("mIoU, trailing window (%)", "Average bandwidth so far (Kbps)"))
-    for name, result in results.items():
+    settle_s = min((r.config.adapt.first_update_s for r in results.values()), default=0.0)
+    curves, t_all = [], []
+    for k, (name, result) in enumerate(results.items()):
         color = SCHEME_COLORS.get(name)
+        # schemes that send alike (every scheme's uplink, none's and one_time's empty downlink)
+        # draw the same line: each earlier one wider, under the next, so both show
+        width = 2 + 2.5 * (len(results) - 1 - k)
         t = result.frames["t_s"].to_numpy()
         fig.add_scatter(x=t, y=100 * result.window_miou(), name=name, line=dict(color=color),
                         legendgroup=name, row=1, col=1)
@@ -38,12 +58,23 @@ def timeline_figure(results: dict[str, RunResult]) -> go.Figure:
         down = (cumulative_kbps(sent["t_update_s"].to_numpy(float), sent["downlink_bits"].to_numpy(float), t,
                                 elapsed) if len(sent) else np.zeros_like(t))
         up = cumulative_kbps(t, result.frames["uplink_bits"].to_numpy(float), t, elapsed)
-        fig.add_scatter(x=t, y=down, name=f"{name} down", line=dict(color=color), legendgroup=name,
-                        showlegend=False, row=2, col=1)
-        fig.add_scatter(x=t, y=up, name=f"{name} up", line=dict(color=color, dash="dot"),
-                        legendgroup=name, showlegend=False, row=2, col=1)
+        fig.add_scatter(x=t, y=down, name=f"{name}: downlink (updates)", line=dict(color=color, width=width),
+                        legend="legend2", row=2, col=1)
+        fig.add_scatter(x=t, y=up, name=f"{name}: uplink (frames), dotted",
+                        line=dict(color=color, dash="dot", width=width), legend="legend2", row=2, col=1)
+        curves += [down, up]
+        t_all += [t, t]
+    if curves:
+        top = settled_top(np.concatenate(t_all), [np.concatenate(curves)], settle_s=settle_s)
+        peak = max(float(np.nanmax(c)) if len(c) else 0.0 for c in curves)
+        fig.update_yaxes(range=[0, top], title_text="Kbps", row=2, col=1)
+        if peak > top:
+            fig.layout.annotations[1].text = (f"Average bandwidth so far (Kbps); axis from {settle_s:g} s on: "
+                                              f"the first frames' average, up to {peak:,.0f} Kbps, is off the axis")
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
-    fig.update_layout(height=600, template="plotly_white", legend=dict(orientation="h", y=1.08))
+    fig.update_layout(height=640, template="plotly_white", legend=dict(orientation="h", y=1.08),
+                      legend2=dict(x=1.02, y=0.42, yanchor="top",
+                                   title_text="bandwidth (equal lines:<br>the wider one under)"))
     return fig
 
 
@@ -134,38 +165,56 @@ def capacity_figure(table, *, title: str = "capacity") -> go.Figure:
     series = [c for c in ("scheduler", "update_interval_s") if c in table and table[c].nunique() > 1] or ["scheduler"]
     fig = make_subplots(rows=1, cols=3, subplot_titles=("device mIoU (%): mean, worst dotted",
                                                         "update staleness, mean (s)", "GPU utilisation"))
-    for k, (key, rows) in enumerate(table.groupby(series, sort=True)):
+    groups = list(table.groupby(series, sort=True))
+    for k, (key, rows) in enumerate(groups):
         rows = rows.sort_values("devices_per_gpu")
         name = ", ".join(f"{c}={v}" for c, v in zip(series, key if isinstance(key, tuple) else (key,)))
-        color = _PALETTE[k % len(_PALETTE)]
+        # lines of equal values (fifo and utility often keep the GPU equally busy) would hide
+        # each other: the first series is drawn widest and palest, each next one narrower on
+        # top of it, with its own marker, so both show (the title says so)
+        look = dict(color=color_of(k), width=2 + 3 * (len(groups) - 1 - k))
+        marker = dict(symbol=_SYMBOLS[k % len(_SYMBOLS)], size=9 - k)
+        line = dict(mode="lines+markers", marker=marker, opacity=1.0 if k == len(groups) - 1 else 0.6,
+                    name=name, legendgroup=name)
         x = rows["devices_per_gpu"]
-        fig.add_scatter(x=x, y=rows["miou_window"], name=name, legendgroup=name, line=dict(color=color), row=1, col=1)
-        fig.add_scatter(x=x, y=rows["miou_window_worst"], name=name, legendgroup=name, showlegend=False,
-                        line=dict(color=color, dash="dot"), row=1, col=1)
-        fig.add_scatter(x=x, y=rows["staleness_mean_s"], name=name, legendgroup=name, showlegend=False,
-                        line=dict(color=color), row=1, col=2)
-        fig.add_scatter(x=x, y=rows["gpu_utilisation"], name=name, legendgroup=name, showlegend=False,
-                        line=dict(color=color), row=1, col=3)
+        fig.add_scatter(x=x, y=rows["miou_window"], line=look, row=1, col=1, **line)
+        fig.add_scatter(x=x, y=rows["miou_window_worst"], showlegend=False, line=dict(look, dash="dot"),
+                        row=1, col=1, **line)
+        fig.add_scatter(x=x, y=rows["staleness_mean_s"], showlegend=False, line=look, row=1, col=2, **line)
+        fig.add_scatter(x=x, y=rows["gpu_utilisation"], showlegend=False, line=look, row=1, col=3, **line)
     fig.update_xaxes(title_text="devices per GPU", type="log", dtick=0.30103)
-    fig.update_layout(title=title, template="plotly_white", height=420)
+    note = " (equal values overlap: the wider, paler line lies under the narrower)" if len(groups) > 1 else ""
+    fig.update_layout(title=f"{title}{note}", template="plotly_white", height=440)
     return fig
 
 
-def server_timeline_figure(server, *, title: str = "the server's GPUs") -> go.Figure:
+def server_timeline_figure(server, *, title: str = "the server's GPUs", devices: int | None = None) -> go.Figure:
     """Each job a GPU ran (a fleet's `server` table) as a bar from its start to its end, one
-    row per GPU, coloured by device; the hover gives its queue wait."""
+    row per GPU, coloured by device; the hover gives its queue wait. `devices`: the fleet's
+    size, so that each of its devices has a legend entry."""
     fig = go.Figure()
-    for k, (device, rows) in enumerate(server.groupby("device", sort=True)):
+    known = sorted(set(server["device"]) | set(range(devices or 0)))
+    for device in known:  # every device in the legend, one that never got the GPU too
+        rows = server[server["device"] == device]
         fig.add_bar(y=[f"GPU {g}" for g in rows["gpu"]], x=rows["t_end_s"] - rows["t_start_s"], base=rows["t_start_s"],
-                    orientation="h", name=f"device {device}", marker_color=_PALETTE[k % len(_PALETTE)],
+                    orientation="h", name=f"device {device}", marker_color=color_of(int(device)),
                     customdata=rows[["kind", "queue_wait_s"]].to_numpy(),
                     hovertemplate="%{customdata[0]}: from %{base:.1f} s for %{x:.1f} s, after waiting %{customdata[1]:.1f} s")
-    fig.update_layout(title=title, template="plotly_white", height=180 + 40 * server["gpu"].nunique(),
-                      barmode="overlay", xaxis_title="simulated time (s)")
+    # a horizontal legend above the bars: a vertical one was cut to the plot's height (two of
+    # four devices shown, issue #24)
+    fig.update_layout(title=title, template="plotly_white", height=220 + 40 * server["gpu"].nunique(),
+                      barmode="overlay", xaxis_title="simulated time (s)", margin=dict(t=90),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return fig
 
 
-_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+_SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up", "star")
+
+
+def color_of(k: int) -> str:
+    """The k-th colour of the palette (devices, series), cycling."""
+    return _PALETTE[k % len(_PALETTE)]
 
 
 def heatmap_figure(table, *, x: str, y: str, title: str, value: str = "miou_window") -> go.Figure:

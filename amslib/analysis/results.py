@@ -266,6 +266,20 @@ def conditions_text(config: RunConfig, server_times: dict | None = None) -> str:
     return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in conditions(config, server_times).items())
 
 
+def conditions_table(config: RunConfig, server_times: dict | None = None, *, width: int = 60) -> pd.DataFrame:
+    """`conditions` as a short (condition, value) table to show under results: each value
+    up to its first explanation (": " or "; ", a parenthesis closed) and at most `width` characters. The full
+    text is in the run's summary.json (`conditions`) and `conditions_text`."""
+    rows = {k.replace("_", " "): _short(str(v), width) for k, v in conditions(config, server_times).items()}
+    return pd.DataFrame({"value": rows}).rename_axis("condition")
+
+
+def _short(text: str, width: int) -> str:
+    cut = min((i for i in (text.find(": "), text.find("; ")) if i > 0), default=len(text))
+    text = text[:cut] + (")" if text[:cut].count("(") > text[:cut].count(")") else "")
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
 def _bandwidth(kbps: float | None, trace: str) -> str:
     return f"trace {trace}" if trace else ("unlimited bandwidth" if kbps is None else f"{kbps:g} Kbps")
 

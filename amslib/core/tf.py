@@ -6,61 +6,21 @@ from C++, before its own log level applies: a one-line CLI error arrived as five
 notebook showed a red block a newcomer reads as an error. Every module that needs TensorFlow
 imports it from here (`from amslib.core.tf import keras, tf`); the import runs with the
 process's stderr (file descriptor 2) sent to a temporary file, and any line there that is not
-that known start-up noise is passed on. oneDNN itself stays on (turning it off would change
+that known start-up noise is passed on (amslib/core/quiet.py). oneDNN itself stays on (turning it off would change
 the numbers). On some CPUs oneDNN logs one more line, at the first training step ("oneDNN
 supports DT_INT32 only on platforms with AVX-512 ..."): `quiet_first_call` runs a traced
-function's first call under the same filter.
+function's first call under the same filter, and `quiet_function` makes a traced function
+so (every `tf.function` of amslib: the trainer's, the student's inference and weight
+assignment, the edge's training).
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
-import tempfile
-from contextlib import contextmanager
+
+from amslib.core.quiet import quiet_first_call, quiet_stderr
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's own INFO and WARNING, once it logs
-
-_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
-          "This TensorFlow binary is optimized", "rebuild TensorFlow with the appropriate compiler flags",
-          "Unable to register cu", "computation placer already registered", "TF-TRT Warning",
-          "oneDNN supports DT_INT32 only on platforms with AVX-512")
-
-
-@contextmanager
-def quiet_stderr():
-    """Run the block with file descriptor 2 sent to a temporary file; then pass on every line
-    there that is not TensorFlow's known noise (`_NOISE`)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            kept = [line for line in sink.read().decode(errors="replace").splitlines()
-                    if line.strip() and not any(n in line for n in _NOISE)]
-            for line in kept:
-                print(line, file=sys.stderr)
-
-
-def quiet_first_call(fn):
-    """`fn`, whose first call runs under `quiet_stderr` (where TensorFlow optimises its graph)."""
-    called = False
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        nonlocal called
-        if called:
-            return fn(*args, **kwargs)
-        called = True
-        with quiet_stderr():
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 def _import_quietly():
@@ -75,3 +35,12 @@ def _import_quietly():
 
 
 tf, keras = _import_quietly()
+
+
+def quiet_function(fn, **options):
+    """`tf.function(fn, **options)` whose first call (the graph's optimisation, where oneDNN
+    logs) runs under `quiet_stderr`: every traced function of amslib is made here."""
+    return quiet_first_call(tf.function(fn, **options))
+
+
+__all__ = ["keras", "quiet_first_call", "quiet_function", "quiet_stderr", "tf"]

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,26 @@ class SyntheticVideo(Video):
         return self.street.labels(start, stop)
 
 
+class _NotTheScaleWarning(logging.Filter):
+    """Drops imageio-ffmpeg's "The frame size for reading (W, H) is different from the source
+    frame size (w, h)." warning: the reader asks ffmpeg to scale to the working resolution, so
+    the sizes differ by design (issue #24: four red lines in a notebook per clip)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is different from the source frame size" not in record.getMessage()
+
+
+@contextmanager
+def _scaling_expected() -> Iterator[None]:
+    """Within the block, imageio-ffmpeg's logger drops its frame-size warning (only that one)."""
+    logger, only = logging.getLogger("imageio_ffmpeg"), _NotTheScaleWarning()
+    logger.addFilter(only)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only)
+
+
 class FileVideo(Video):
     """A local video file decoded with the ffmpeg of `imageio-ffmpeg`, scaled to
     height x width and resampled to `fps`; read sequentially, a chunk at a time."""
@@ -126,7 +148,8 @@ class FileVideo(Video):
     def _open(self) -> None:
         self._reader = imageio_ffmpeg.read_frames(
             str(self.path), output_params=["-vf", f"scale={self.width}:{self.height}"])
-        next(self._reader)  # metadata
+        with _scaling_expected():
+            next(self._reader)  # metadata
         self._next_native = 0
 
     def frames(self, start: int, stop: int) -> np.ndarray:

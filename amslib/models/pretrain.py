@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amslib.core.tf import keras, tf
+from amslib.core.tf import keras, quiet_first_call, tf
 from amslib.data.video import sample_indices
 from amslib.models.checkpoints import IMAGENET, load_initial_weights
 from amslib.models.imagenet import IMAGENET_PADDING, IMAGENET_WIDTH
@@ -31,6 +31,10 @@ def pretrain(model: keras.Model, frames: np.ndarray, labels: np.ndarray, *, step
             .shuffle(len(frames), seed=seed, reshuffle_each_iteration=True)
             .repeat().batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y)))  # frames or features
     epochs = max(1, steps // 100)
+    # oneDNN logs its DT_INT32 line at the first step on some CPUs: that step runs quietly
+    # (compile() reset the function; fit() keeps the one made here)
+    model.make_train_function()
+    model.train_function = quiet_first_call(model.train_function)
     history = model.fit(data, epochs=epochs, steps_per_epoch=max(1, steps // epochs),
                         verbose=0, callbacks=callbacks or [], shuffle=False)  # the dataset shuffles
     recalibrate_batchnorm(model, frames)

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from amslib.core.files import ASSETS
-from amslib.core.tf import keras, tf
+from amslib.core.tf import keras, quiet_function, tf
 from amslib.models.checkpoints import import_weights
 
 layers = keras.layers
@@ -296,7 +296,7 @@ def set_flat_weights(model: keras.Model, flat: np.ndarray) -> None:
             for v, part in zip(variables, tf.split(vector, sizes)):
                 v.assign(tf.reshape(part, v.shape))
             return tf.constant(0)
-        assign = tf.function(assign_all, input_signature=[tf.TensorSpec((sum(sizes),), tf.float32)], autograph=False)
+        assign = quiet_function(assign_all, input_signature=[tf.TensorSpec((sum(sizes),), tf.float32)], autograph=False)
         model._amslib_assign_flat = assign
     assign(tf.convert_to_tensor(np.asarray(flat, np.float32)))
 
@@ -312,7 +312,7 @@ class Predictor:
         self.model = model
         self.batch_size = batch_size
         shape = (None, *model.input_shape[1:])
-        self._fn = tf.function(self._predict, input_signature=[tf.TensorSpec(shape, tf.uint8)])
+        self._fn = quiet_function(self._predict, input_signature=[tf.TensorSpec(shape, tf.uint8)])
 
     def _predict(self, frames):
         logits = self.model(tf.cast(frames, tf.float32), training=False)

@@ -31,6 +31,7 @@ from PIL import Image
 
 from amslib.core.files import ASSETS, models_dir, sha256_of
 from amslib.core.labels import get_id_map, get_label_set
+from amslib.core.quiet import quiet_stderr
 from amslib.core.registry import TEACHERS
 from amslib.data.download import fetch_file
 from amslib.models.teachers import KerasTeacher, LabelFolderTeacher, OracleTeacher, Teacher
@@ -207,10 +208,15 @@ def _tflite_interpreter(path: Path, num_threads: int):
         from amslib.core.tf import tf  # deferred: only model teachers need TensorFlow
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    # TFLite logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ when it
+    # applies its delegate (at the first allocation or run): one run on zeros, here, quietly
+    with warnings.catch_warnings(), quiet_stderr():
         warnings.simplefilter("ignore")  # tf.lite's deprecation notice, every time
         interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    interpreter.allocate_tensors()
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
     return interpreter
 
 

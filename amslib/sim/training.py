@@ -11,7 +11,7 @@ import numpy as np
 
 from amslib.core.config import AdaptConfig
 from amslib.core.registry import STRATEGIES
-from amslib.core.tf import keras, quiet_first_call, tf
+from amslib.core.tf import keras, quiet_function, tf
 from amslib.models.student import set_flat_weights
 from amslib.sim.selection import TrainResult, draw_batch, top_fraction_mask
 
@@ -40,11 +40,10 @@ class Trainer:
         # (Just-In-Time's 1, AMS's 10) gave slightly different numbers run to run.
         h, w = model.input_shape[1:3]
         signature = [tf.TensorSpec((None, h, w, 3), tf.uint8), tf.TensorSpec((None, h, w), tf.uint8)]
-        self._step = quiet_first_call(tf.function(self._train_step, input_signature=signature, autograph=False))
-        self._gradients = quiet_first_call(tf.function(self._loss_and_gradients, input_signature=signature,
-                                                       autograph=False))
+        self._step = quiet_function(self._train_step, input_signature=signature, autograph=False)
+        self._gradients = quiet_function(self._loss_and_gradients, input_signature=signature, autograph=False)
         total = sum(int(np.prod(v.shape)) for v in variables)
-        self._restrict = tf.function(self._restrict_all, autograph=False, input_signature=[
+        self._restrict = quiet_function(self._restrict_all, autograph=False, input_signature=[
             tf.TensorSpec((total,), tf.bool), tf.TensorSpec((total,), tf.float32)])
 
     def _loss_and_gradients(self, frames, labels):

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from amslib.analysis.plots import SCHEME_COLORS
+from amslib.analysis.plots import SCHEME_COLORS, settled_top
 from amslib.analysis.results import RunResult
 from amslib.core.labels import LabelSet
 from amslib.sim.state import FramesEvent
@@ -27,6 +27,7 @@ from amslib.ui.readouts import curve_points, reference_gain, server_text, status
 # Trace order in the live figure: the reference first, so its curve lies under the live one.
 REFERENCE, MIOU, ARRIVALS, UPLINK, DOWNLINK, UPLINK_INTERVAL, DOWNLINK_INTERVAL = range(7)
 _CHANGE_COLOR, _REFERENCE_COLOR = "#d62728", "#b0b0b0"
+_UPLINK_COLOR, _DOWNLINK_COLOR = "#8c564b", "#9467bd"
 
 
 def next_draw_delay(draw_s: float, *, budget: float, least_s: float) -> float:
@@ -98,6 +99,29 @@ def frame_picture(views: tuple[FrameView, ...], *, label_set: LabelSet, classes:
 
 
 # -- the figure ----------------------------------------------------------------------------
+def plain(value):
+    """`value` with every numpy array as a list and every numpy scalar as a Python number
+    (in dicts, lists and tuples too), for a FigureWidget. The browser sends each redrawn
+    trace back, its typed arrays as JSON objects ({"0": ..., "1": ...}); plotly's
+    `_remove_overlapping_props` then tests `if not input_val` on the array it holds, which
+    raises for a numpy array ("The truth value of an array ... is ambiguous"), in a comm
+    callback nobody sees but JupyterLab's Log Console (issue #24). Lists compare fine."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def widget_figure(fig: go.Figure) -> go.FigureWidget:
+    """A FigureWidget of `fig`, its traces' arrays as lists (`plain`)."""
+    return go.FigureWidget(data=[plain(trace.to_plotly_json()) for trace in fig.data], layout=fig.layout)
+
+
 def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     """Two rows sharing video time: trailing-window mIoU (%) over a reference run's (grey),
     with update-arrival markers; uplink/downlink Kbps averaged so far (lines) and per update
@@ -112,18 +136,22 @@ def live_figure(*, scheme: str = "ams") -> go.FigureWidget:
     fig.add_scatter(x=[], y=[], name="mIoU", mode="lines", line=dict(color=color), row=1, col=1)
     fig.add_scatter(x=[], y=[], name="update arrived", mode="markers", hoverinfo="text+x",
                     marker=dict(symbol="triangle-up", size=10, color="#2ca02c"), row=1, col=1)
-    fig.add_scatter(x=[], y=[], name="uplink", mode="lines", line=dict(color=color, dash="dot"),
-                    row=2, col=1)
-    fig.add_scatter(x=[], y=[], name="downlink", mode="lines", line=dict(color=color), row=2, col=1)
-    step = dict(mode="lines", line_shape="hv", opacity=0.4, row=2, col=1)
-    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(color=color, dash="dot", width=3), **step)
-    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(color=color, width=3), **step)
+    # the bandwidth lines in colours of their own (the mIoU line has the scheme's) and in a
+    # legend of their own beside their plot, each direction named (issue #24)
+    up, down = dict(color=_UPLINK_COLOR, dash="dot"), dict(color=_DOWNLINK_COLOR)
+    fig.add_scatter(x=[], y=[], name="uplink (frames), average, dotted", mode="lines", line=up,
+                    legend="legend2", row=2, col=1)
+    fig.add_scatter(x=[], y=[], name="downlink (updates), average", mode="lines", line=down,
+                    legend="legend2", row=2, col=1)
+    step = dict(mode="lines", line_shape="hv", opacity=0.4, legend="legend2", row=2, col=1)
+    fig.add_scatter(x=[], y=[], name="uplink per interval", line=dict(up, width=3), **step)
+    fig.add_scatter(x=[], y=[], name="downlink per interval", line=dict(down, width=3), **step)
     fig.update_yaxes(range=[0, 100], title_text="mIoU (%)", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", title_text="Kbps", row=2, col=1)
     fig.update_xaxes(title_text="video time (s)", row=2, col=1)
-    fig.update_layout(height=520, width=980, template="plotly_white", margin=dict(t=40, b=40),
-                      legend=dict(x=1.02, y=1.0))
-    return go.FigureWidget(fig)
+    fig.update_layout(height=560, width=980, template="plotly_white", margin=dict(t=40, b=40),
+                      legend=dict(x=1.02, y=1.0), legend2=dict(x=1.02, y=0.45, yanchor="top"))
+    return widget_figure(fig)
 
 
 def _steps(end: np.ndarray, value: np.ndarray, until_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +161,26 @@ def _steps(end: np.ndarray, value: np.ndarray, until_s: float) -> tuple[np.ndarr
     if not len(value):
         return np.zeros(0), np.zeros(0)
     return np.append(end, max(until_s, end[-1])), np.append(value, value[-1])
+
+
+def bandwidth_axis(points: dict[str, np.ndarray]) -> tuple[float | None, tuple[dict, ...]]:
+    """The bandwidth axis's top once the first update interval has ended (None before:
+    autorange), scaled from then on (`plots.settled_top`): the average over the first frames
+    is one frame's bits over a fraction of a second; and a note naming that peak when it is
+    off the axis (the hover still gives every value)."""
+    if not len(points["interval_end_s"]):
+        return None, ()
+    settle_s = float(points["interval_end_s"][0])
+    curves = [points["uplink_kbps"], points["downlink_kbps"], points["interval_uplink_kbps"],
+              points["interval_downlink_kbps"]]
+    times = [points["t_s"], points["t_s"], points["interval_end_s"], points["interval_end_s"]]
+    top = settled_top(np.concatenate(times), [np.concatenate(curves)], settle_s=settle_s)
+    peak = max((float(np.nanmax(c)) for c in curves if len(c)), default=0.0)
+    if peak <= top:
+        return top, ()
+    return top, (dict(x=1.0, xref="paper", xanchor="right", y=1.0, yref="y2 domain", showarrow=False,
+                      text=f"axis from {settle_s:g} s: the first frames' average ({peak:,.0f} Kbps) is off it",
+                      font=dict(size=10, color="#666")),)
 
 
 def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: tuple = ()) -> None:
@@ -146,17 +194,20 @@ def draw_points(fig: go.FigureWidget, points: dict[str, np.ndarray], *, titles: 
               for t, text in zip(points["change_t_s"], points["change_text"])]
     end = points["interval_end_s"]
     until_s = float(points["t_s"][-1]) if len(points["t_s"]) else 0.0
+    t_s = plain(points["t_s"])
     with fig.batch_update():
-        fig.data[MIOU].update(x=points["t_s"], y=points["miou_pct"])
-        fig.data[ARRIVALS].update(x=points["arrival_t_s"], y=points["arrival_miou_pct"],
-                                  hovertext=list(points["arrival_text"]))
-        fig.data[UPLINK].update(x=points["t_s"], y=points["uplink_kbps"])
-        fig.data[DOWNLINK].update(x=points["t_s"], y=points["downlink_kbps"])
+        fig.data[MIOU].update(x=t_s, y=plain(points["miou_pct"]))
+        fig.data[ARRIVALS].update(x=plain(points["arrival_t_s"]), y=plain(points["arrival_miou_pct"]),
+                                  hovertext=plain(list(points["arrival_text"])))
+        fig.data[UPLINK].update(x=t_s, y=plain(points["uplink_kbps"]))
+        fig.data[DOWNLINK].update(x=t_s, y=plain(points["downlink_kbps"]))
         for trace, key in ((UPLINK_INTERVAL, "interval_uplink_kbps"), (DOWNLINK_INTERVAL, "interval_downlink_kbps")):
             x, y = _steps(end, points[key], until_s)
-            fig.data[trace].update(x=x, y=y)
+            fig.data[trace].update(x=plain(x), y=plain(y))
+        top, note = bandwidth_axis(points)
+        fig.layout.yaxis2.range = None if top is None else [0.0, top]
         fig.layout.shapes = lines
-        fig.layout.annotations = (*titles, *labels)
+        fig.layout.annotations = (*titles, *labels, *note)
 
 
 def draw_reference(fig: go.FigureWidget, reference: RunResult | None, *, name: str = "") -> None:
@@ -164,7 +215,7 @@ def draw_reference(fig: go.FigureWidget, reference: RunResult | None, *, name: s
     if reference is None or reference.frames.empty:
         fig.data[REFERENCE].update(x=[], y=[], name="reference")
         return
-    fig.data[REFERENCE].update(x=reference.frames["t_s"].to_numpy(float), y=100.0 * reference.window_miou(),
+    fig.data[REFERENCE].update(x=plain(reference.frames["t_s"].to_numpy(float)), y=plain(100.0 * reference.window_miou()),
                                name=f"reference: {name or reference.config.scheme}")
 
 
@@ -221,6 +272,7 @@ class PanelDrawing:
             picture = self.picture()
             if picture is not None:
                 self.image.value = png(picture)
+                self.image.layout.display = None
         if count:  # the error-mask toggle redraws the picture alone
             self.timing.draw_s += time.perf_counter() - started
 
@@ -235,6 +287,9 @@ class PanelDrawing:
                                                           self._reference_pct[self.device],
                                                           warmup_s=self.sim.config.eval.warmup_s))
         notes, state = self._notes, self.state
+        views = self._views()
+        if len(views) == 1:  # the picture lags the run by up to a redraw: say which moment it shows
+            notes = (f"picture: t = {views[0].t_s:.1f} s", *notes)
         if self._showing_arrival and self.source.arrival is not None:
             after = self.source.arrival[1]
             notes = (f"update arrived at frame {after.index} (t = {after.t_s:.2f} s): the frames just "

@@ -44,7 +44,6 @@ from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 
 from amslib.analysis.plots import class_timeline_figure
 from amslib.analysis.results import RunResult
@@ -82,6 +81,8 @@ from amslib.ui.drawing import (
     frame_views,
     live_figure,
     next_draw_delay,
+    plain,
+    widget_figure,
 )
 from amslib.ui.fleet_view import FleetView, LiveFleet, LiveRun
 from amslib.ui.panel_state import PanelState
@@ -178,7 +179,8 @@ class LiveApp(PanelState, FleetView, PolicyControls, PanelDrawing):
         # HTML, not a Label: a long status line wraps instead of being cut
         self.status = widgets.HTML(value="ready: press Start, or Step to the first update",
                                    layout=widgets.Layout(width="980px"))
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        # hidden until its first frame: an empty Image shows the browser's broken-image icon
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.log = widgets.Output(layout=widgets.Layout(max_height="240px", overflow="auto"))
         self.figure = live_figure(scheme=config.scheme)
         self._titles = tuple(self.figure.layout.annotations)
@@ -221,14 +223,14 @@ def class_drilldown(results: dict[str, RunResult], *, class_name: str | None = N
         raise ValueError("no runs to drill into: pass {name: RunResult}, e.g. a sweep's results")
     classes = next(iter(results.values())).classes
     choose = widgets.Dropdown(options=classes, value=class_name or classes[0], description="class")
-    figure = go.FigureWidget(class_timeline_figure(results, choose.value))
+    figure = widget_figure(class_timeline_figure(results, choose.value))
     log = widgets.Output()
 
     def redraw(change: dict) -> None:
         new = class_timeline_figure(results, change["new"])
         with figure.batch_update():
             for trace, line in zip(figure.data, new.data):
-                trace.y = line.y
+                trace.y = plain(line.y)
             figure.layout.title = new.layout.title
     choose.observe(guarded(redraw, lambda err: log.append_stderr(error_text(err, brief=(Exception,)))),
                    names="value")

@@ -27,7 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from amslib.core.clock import TIME_EPS_S
-from amslib.core.tf import keras, quiet_first_call, tf
+from amslib.core.tf import keras, quiet_function, tf
 from amslib.models.pretrain import recalibrate_batchnorm
 from amslib.models.student import set_flat_weights
 from amslib.sim.codec import label_png_bytes
@@ -82,8 +82,7 @@ class TentStep:
         self.optimizer = keras.optimizers.Adam(learning_rate=lr)
         self.optimizer.build(self.variables)
         shape = (None, *model.input_shape[1:])
-        self._step = quiet_first_call(tf.function(self._train, input_signature=[tf.TensorSpec(shape, tf.uint8)],
-                                                   autograph=False))
+        self._step = quiet_function(self._train, input_signature=[tf.TensorSpec(shape, tf.uint8)], autograph=False)
 
     def reset(self, *, lr: float) -> None:
         for v in self.optimizer.variables:
