@@ -95,7 +95,8 @@ CASES = [
     # run: students
     (["run", "--student", "{root}/none.weights.h5", "--out", "{out}"], "student weights not found"),
     (["run", "--student", "{root}/junk.weights.h5", "--out", "{out}"], "not a student weights file"),
-    (["run", "--student", "{student}", "--out", "{out}"], "run with --set width_multiplier=0.35"),
+    (["run", "--student", "{student}", "--set", "width_multiplier=0.5", "--out", "{out}"],
+     "saved with width_multiplier=0.35, but --set width_multiplier=0.5"),
     (["run", "--label-set", "voc21", "--video", "{root}/clip.mp4", "--labels", "{root}/gt", "--out", "{out}"],
      "shipped students know cityscapes19"),
     # run: labels and teachers
