@@ -49,7 +49,8 @@ _EXPORTS: dict[str, str] = {
     # the simulation
     **dict.fromkeys(("Simulation", "Students"), "amslib.sim.engine"),
     # runs, results, experiments, figures
-    **dict.fromkeys(("simulate", "run_simulation", "compare_schemes", "prediction_recorder"), "amslib.analysis.runs"),
+    **dict.fromkeys(("simulate", "run_simulation", "compare_schemes", "prediction_recorder", "time_estimate"),
+                    "amslib.analysis.runs"),
     **dict.fromkeys(("RunResult", "load_result", "save_result", "comparison_table", "per_class_table",
                      "SUMMARY_COLUMNS", "conditions", "conditions_table", "conditions_text"), "amslib.analysis.results"),
     **dict.fromkeys(("load_run", "list_runs", "find_runs", "DamagedRun"), "amslib.analysis.saved_runs"),

@@ -21,6 +21,22 @@ from amslib.sim.engine import Simulation
 from amslib.sim.state import FramesEvent, UpdateEvent
 
 
+# Wall seconds per simulated frame (one device, one scheme) on a 2-core CPU at the laptop
+# preset's 128x256, measured: notebook 00's two schemes of 600 frames in 62-90 s (0.05-0.075),
+# notebook 07's capacity sweep of 8,400 device-frames with the server's time in 982 s (0.12).
+SECONDS_PER_FRAME = (0.05, 0.12)
+
+
+def time_estimate(frames: int, *, height: int = 128, width: int = 256) -> str:
+    """What a notebook says before a long cell: about how long `frames` simulated frames (all
+    runs and devices together) take on a 2-core CPU, scaled by the pixels per frame."""
+    scale = (height * width) / (128 * 256)
+    low, high = (frames * s * scale for s in SECONDS_PER_FRAME)
+    unit, div = ("min", 60.0) if high >= 120 else ("s", 1.0)
+    return (f"about {low / div:.0f}-{high / div:.0f} {unit} on a 2-core CPU ({frames} frames at {height}x{width}; "
+            f"measured {SECONDS_PER_FRAME[0]}-{SECONDS_PER_FRAME[1]} s a frame at 128x256)")
+
+
 def simulation_progress(total: int, desc: str) -> tuple[Callable, Callable[[], None]]:
     """A tqdm bar fed by a simulation's events: frames done out of `total`, and the number of
     updates sent; returns (on_event, close)."""
