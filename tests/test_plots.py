@@ -56,3 +56,22 @@ def test_coinciding_capacity_lines_are_drawn_wide_under_narrow():
     assert list(fifo.y) == list(utility.y)  # the same utilisation ...
     assert fifo.line.width > utility.line.width and fifo.marker.symbol != utility.marker.symbol  # ... both seen
     assert "overlap" in fig.layout.title.text
+
+
+def test_comparison_strip_names_its_rows_and_keys_its_colours():
+    """Small frames are scaled up, and a colour key row names the classes shown."""
+    import numpy as np
+
+    from amslib.analysis.plots import comparison_strip
+    from amslib.core.labels import VOC21
+
+    labels = np.zeros((2, 32, 64), np.uint8)
+    labels[:, 10:20, 10:30] = 15  # person
+    strip = comparison_strip(np.zeros((2, 32, 64, 3), np.uint8), labels, {"ams": labels}, label_set=VOC21,
+                             titles=["0 s", "1 s"], teacher="rvm")
+    pixels = np.asarray(strip)
+    person = np.array(VOC21.colors[15])
+    # three rows of pictures at least 96 px high each, then the key: a person swatch below them
+    assert strip.height >= 3 * 96 + 24
+    key = pixels[-26:]
+    assert (np.abs(key.astype(int) - person).sum(axis=-1) == 0).sum() >= 100

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
 from amslib.analysis.results import SUMMARY_COLUMNS, RunResult
@@ -100,22 +100,36 @@ def _fmt(value) -> str:
 
 
 def comparison_strip(frames: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray],
-                     *, label_set: LabelSet, titles: list[str]) -> Image.Image:
-    """A picture: one column per moment; rows = frame, teacher label, then each scheme's
-    prediction. frames (M, H, W, 3) uint8; labels and predictions (M, H, W) uint8."""
-    rows = [("frame", frames), ("teacher", label_set.colorize(labels))]
-    rows += [(name, label_set.colorize(p)) for name, p in predictions.items()]
+                     *, label_set: LabelSet, titles: list[str], teacher: str = "teacher") -> Image.Image:
+    """A picture: one column per moment; rows = frame, the teacher's label (row named
+    `teacher`), then each scheme's prediction; below, a colour key of the classes shown. frames
+    (M, H, W, 3) uint8; labels and predictions (M, H, W) uint8. Small frames are scaled up so
+    the text stays readable beside them."""
     m, h, w = labels.shape
-    margin, pad = 70, 4
-    canvas = Image.new("RGB", (margin + m * (w + pad), 18 + len(rows) * (h + pad)), "white")
+    scale = max(1, -(-96 // h))  # at least 96 rows a picture
+    grow = (lambda images: np.repeat(np.repeat(images, scale, axis=1), scale, axis=2)) if scale > 1 else (lambda x: x)
+    rows = [("frame", grow(frames)), (teacher, grow(label_set.colorize(labels)))]
+    rows += [(name, grow(label_set.colorize(p))) for name, p in predictions.items()]
+    h, w = h * scale, w * scale
+    font = ImageFont.load_default(size=15)
+    shown = [i for i in np.unique(np.concatenate([labels.ravel(), *(p.ravel() for p in predictions.values())]))
+             if i < label_set.num_classes]
+    margin, pad, top, key_h = 12 + max(int(font.getlength(name)) for name, _ in rows), 4, 24, 26
+    canvas = Image.new("RGB", (margin + m * (w + pad), top + len(rows) * (h + pad) + key_h), "white")
     draw = ImageDraw.Draw(canvas)
     for j, title in enumerate(titles):
-        draw.text((margin + j * (w + pad), 3), title, fill="black")
+        draw.text((margin + j * (w + pad), 3), title, fill="black", font=font)
     for r, (name, images) in enumerate(rows):
-        y = 18 + r * (h + pad)
-        draw.text((4, y + h // 2 - 5), name, fill="black")
+        y = top + r * (h + pad)
+        draw.text((4, y + h // 2 - 8), name, fill="black", font=font)
         for j in range(m):
             canvas.paste(Image.fromarray(images[j]), (margin + j * (w + pad), y))
+    x, y = 4, top + len(rows) * (h + pad) + 4
+    for i in shown:  # the colour key: a swatch and the name of every class in the pictures
+        name = label_set.names[i]
+        draw.rectangle([x, y + 2, x + 14, y + 16], fill=tuple(label_set.colors[i]), outline="black")
+        draw.text((x + 20, y), name, fill="black", font=font)
+        x += 34 + int(font.getlength(name))
     return canvas
 
 
