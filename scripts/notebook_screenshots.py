@@ -30,14 +30,18 @@ from test_notebooks import declared_names, with_parameters  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 # 07 at 60 s of video: a fleet of 4, and the capacity sweep over 1, 2 and 4 devices
-PARAMETERS = {"07_server_capacity": {"max_seconds": 60, "sweep_devices": (1, 2, 4)}}
+# 06 on the first 40 s of real:drift (two scenes) with a student trained before, given as
+# AMS_SCREENSHOT_STUDENT (e.g. runs/student_drift.weights.h5, docs/students.md); without it the
+# notebook trains one itself (minutes).
+PARAMETERS = {"07_server_capacity": {"max_seconds": 60, "sweep_devices": (1, 2, 4)},
+              "06_real_clip": {"max_seconds": 40, "student_file": os.environ.get("AMS_SCREENSHOT_STUDENT")}}
 
 
 def execute(name: str, folder: Path) -> Path:
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    params = {k: v for k, v in PARAMETERS.get(name, {}).items() if k in declared_names(nb)}
+    params = {k: v for k, v in PARAMETERS.get(name, {}).items() if k in declared_names(nb) and v is not None}
     nb = with_parameters(nb, params) if params else nb
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     path = folder / f"{name}.ipynb"
