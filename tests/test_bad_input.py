@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -197,12 +198,18 @@ def test_an_interrupted_run_leaves_no_output(files, tmp_path):
                              "height=32", "fps=2", "width_multiplier=0.35", "head_channels=16", "iterations=50",
                              "first_update_s=2", "update_interval_s=2", "batch_size=2", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(tmp_path.glob(".out.partial-*")):
-        time.sleep(0.2)  # the run has begun once its staging folder exists
-    time.sleep(3.0)
+    chunks: list[str] = []
+    reader = threading.Thread(daemon=True, target=lambda: chunks.extend(
+        b.decode(errors="replace") for b in iter(lambda: os.read(proc.stderr.fileno(), 4096), b"")))
+    reader.start()  # stderr read as it comes (tqdm ends no line): its bar says the frame loop has begun
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "frame/s" not in "".join(chunks) and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".out.partial-*")), "the run never began"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(chunks)
     assert proc.returncode == 130, err
     assert "nothing was written" in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob(".out*"))

@@ -102,7 +102,8 @@ def test_load_run_round_trip_feeds_the_tables_and_plots(saved):
     pd.testing.assert_frame_equal(comparison_table(loaded), comparison_table(results))
     figure = timeline_figure(loaded)
     first = "sweep/runs/fraction=0.1"
-    assert [trace.name for trace in figure.data[:3]] == [first, f"{first} down", f"{first} up"]
+    assert [trace.name for trace in figure.data[:3]] == [first, f"{first}: downlink (updates)",
+                                                          f"{first}: uplink (frames), dotted"]
     with pytest.raises(FileNotFoundError, match=r"is not a saved run .*; it holds 2 run\(s\)"):
         load_run(root / "sweep")
 

@@ -29,7 +29,7 @@ def test_parse_spec_known_answers():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("magic:x", "unknown teacher 'magic:x'; give oracle, deeplab:MODEL_NAME"),
+    ("magic:x", "unknown teacher 'magic:x'; give oracle, rvm, deeplab:MODEL_NAME"),
     ("deeplab", "needs a target"),
     ("oracle:x", "takes no target"),
     ("tflite:m.tflite?colour=red", "unknown option(s) colour for a tflite teacher; allowed: labels, range"),
