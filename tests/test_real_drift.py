@@ -64,3 +64,9 @@ def test_drift_sequence_is_built_once_and_rebuilt_when_damaged(tmp_path, caplog)
         real_video_path("real:nope")
     with pytest.raises(ValueError, match="example clips"):
         drift_sequence(clips=("nope",), root=tmp_path)
+
+
+def test_recovery_lists_only_the_cuts_a_run_reached():
+    sequence = DriftSequence(path=None, clips=("a", "b", "c"), starts_s=(0.0, 5.0, 50.0), duration_s=60.0)
+    table = recovery_table({"ams": _result(np.full(20, 10))}, sequence)  # a 10-s run
+    assert list(table["cut_s"]) == [5.0]

@@ -57,14 +57,15 @@ def scene_table(results: dict[str, RunResult], sequence: DriftSequence) -> pd.Da
 
 
 def recovery_table(results: dict[str, RunResult], sequence: DriftSequence, *, before_s: float = 5.0) -> pd.DataFrame:
-    """Per scheme and cut: the trailing-window mIoU's level over the `before_s` seconds before
+    """Per scheme and cut the run reached: the trailing-window mIoU's level over the `before_s` seconds before
     the cut, its mean over the 5 s after, and the seconds until it regains 90% of the level
     (`metrics.recovery_times`: 0 if it never fell, NaN if it never regained it)."""
     rows = []
     for scheme, result in results.items():
         t, window = result.frames["t_s"].to_numpy(), result.window_miou()
-        recovery = metrics.recovery_times(t, window, np.asarray(sequence.cuts_s), before_s=before_s)
-        for cut, clip, seconds in zip(sequence.cuts_s, sequence.clips[1:], recovery):
+        cuts = [c for c in sequence.cuts_s if len(t) and c <= t[-1]]  # the cuts the run reached
+        recovery = metrics.recovery_times(t, window, np.asarray(cuts), before_s=before_s)
+        for cut, clip, seconds in zip(cuts, sequence.clips[1:], recovery):
             before = window[(t >= cut - before_s) & (t < cut)]
             after = window[(t >= cut) & (t < cut + 5.0)]
             rows.append({"scheme": scheme, "cut_s": cut, "into": clip,
