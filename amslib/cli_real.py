@@ -6,7 +6,6 @@ written atomically, slow imports deferred to the command that needs them.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from amslib.cli_videos import frame_cached, open_at_native_fps, teacher_for
@@ -114,8 +113,7 @@ def cmd_drift(args: argparse.Namespace) -> None:
     sequence = video.video.scenes if hasattr(video, "video") else video.scenes
     with atomic_dir(args.runs, marker=DRIFT_RUNS_MARKER) as staging:
         (staging / DRIFT_RUNS_MARKER).write_text("runs of `python -m amslib drift`\n")
-        results = run_drift(config, schemes, video=video, teacher=teacher, out=staging,
-                            on_stage=lambda text: print(text, file=sys.stderr, flush=True))
+        results = run_drift(config, schemes, video=video, teacher=teacher, out=staging)
     scenes, recovery = scene_table(results, sequence), recovery_table(results, sequence)
     command = " ".join(["python -m amslib drift --student", args.student, "--schemes", ",".join(schemes),
                         *(["--teacher", args.teacher] if args.teacher != "rvm" else []),

@@ -12,18 +12,15 @@ protocol, `eval.window_s`); its person IoU pools the scene's pixels. Nothing is 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from amslib.analysis.results import RunResult, save_result
-from amslib.analysis.runs import run_simulation
+from amslib.analysis.runs import compare_schemes
 from amslib.core import metrics
 from amslib.data.drift import DriftSequence
-from amslib.sim.engine import Simulation
 
 SCENE_COLUMNS = ("scheme", "scene", "clip", "start_s", "end_s", "miou_window", "iou_person", "truth_person_pct")
 RECOVERY_COLUMNS = ("scheme", "cut_s", "into", "before_pct", "after_5s_pct", "recovery_s")
@@ -75,19 +72,14 @@ def recovery_table(results: dict[str, RunResult], sequence: DriftSequence, *, be
     return pd.DataFrame(rows, columns=list(RECOVERY_COLUMNS))
 
 
-def run_drift(config, schemes: tuple[str, ...], *, video, teacher, out: Path | None = None,
-              on_stage: Callable[[str], None] | None = None) -> dict[str, RunResult]:
-    """Every scheme with `config` (its student, and the same settings for each) on `video`;
-    the students are loaded once. Each run's tables go to out/<scheme>/ when `out` is given."""
-    say = on_stage or (lambda text: None)
-    results, students = {}, None
-    for scheme in schemes:
-        say(f"running {scheme}")
-        sim = Simulation.create(replace(config, scheme=scheme), video=video, teacher=teacher, students=students)
-        students = sim.students
-        results[scheme] = run_simulation(sim, progress=True)
+def run_drift(config, schemes: tuple[str, ...], *, video, teacher, out: Path | None = None) -> dict[str, RunResult]:
+    """Every scheme with `config` (its student, and the same settings for each) on `video`,
+    the students loaded once (`runs.compare_schemes`); each run's tables go to out/<scheme>/
+    when `out` is given."""
+    results = compare_schemes(config, schemes, video=video, teacher=teacher)
+    for scheme, result in results.items():
         if out is not None:
-            save_result(results[scheme], out / scheme)
+            save_result(result, out / scheme)
     return results
 
 

@@ -292,13 +292,15 @@ class RvmTeacher(Teacher):
         self._state, self._position = None, None
         for _ in range(self.warmup if len(frames) else 0):
             self._step(frames[0])
-        return np.stack([self._ids(self._step(f), f.shape[:2]) for f in frames]) if len(frames) \
-            else np.zeros(frames.shape[:3], np.uint8)
+        return self.steady_label(frames)
 
     def steady_label(self, frames: np.ndarray) -> np.ndarray:
         """Frames labelled from the state the last call left (one RVM step each): the cost of
         a server that labels its stream of samples (what `measure_server` times)."""
-        return np.stack([self._ids(self._step(f), f.shape[:2]) for f in frames])
+        out = np.zeros(frames.shape[:3], np.uint8)
+        for k, frame in enumerate(frames):
+            out[k] = self._ids(self._step(frame), frame.shape[:2])
+        return out
 
     def labels(self, video, start: int, stop: int, *, frames: np.ndarray | None = None) -> np.ndarray:
         frames = video.frames(start, stop) if frames is None else frames
@@ -307,8 +309,7 @@ class RvmTeacher(Teacher):
             first = max(0, start - self.warmup)
             for frame in (video.frames(first, start) if start > first else ()):
                 self._step(frame)
-        out = np.stack([self._ids(self._step(f), f.shape[:2]) for f in frames]) if len(frames) \
-            else np.zeros((0, video.height, video.width), np.uint8)
+        out = self.steady_label(frames)
         self._position = (video.key, start + len(frames))
         return out
 

@@ -400,7 +400,7 @@ def _rvm(spec: TeacherSpec, *, models_root: Path | None, **_) -> Teacher:
     return RvmTeacher(folder,
                       threshold=_number(spec, "threshold", "0.5", hint="a number between 0 and 1"),
                       warmup=_number(spec, "warmup", "8", kind=int, hint="a whole number of frames"),
-                      downsample_ratio=None if ratio is None else _number(spec, "ratio", ratio,
+                      downsample_ratio=None if ratio is None else _number(spec, "ratio", "1",
                                                                             hint="RVM's downsample ratio, (0, 1]"))
 
 
