@@ -8,6 +8,7 @@ and fail in CI.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -26,7 +27,6 @@ from amslib.models.tfjs import (
     RvmTeacher,
     TfjsError,
     TfjsTeacher,
-    encode_b64,
     fetch_rvm,
     rvm_ready,
 )
@@ -35,6 +35,11 @@ from amslib.models.zoo import TeacherError, parse_spec
 from conftest import USER_RVM  # noqa: E402  (where `make test` fetched RVM)
 
 DATA = Path(__file__).parent / "data"
+
+
+def encode_b64(text: str) -> str:
+    """base64 of a string, as TF.js's JSON carries string attributes."""
+    return base64.b64encode(text.encode()).decode()
 
 
 # --------------------------------------------------------------------------- a fabricated model

